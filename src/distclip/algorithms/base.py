@@ -1,0 +1,78 @@
+"""The contract between algorithm rules and engines.
+
+An algorithm is a module with three pure functions over a state of stacked tensors:
+
+- ``init(ctx) -> (state, StepInfo)``: the state at step 0 (server model, client memories, ...),
+  including any initial communication round and what it clipped;
+- ``step(state, ctx, t) -> (state, StepInfo)``: one server step t → t + 1, made of the algorithm's
+  client rule (what each client computes and sends) and server rule (how the averaged messages move
+  the model); it talks to other clients only through ``ctx.transport`` (see
+  :mod:`distclip.engine.transport`);
+- ``model(state, ctx) -> x``: the point at which the objective is logged.
+
+Per-client tensors carry a leading client dimension ``[n_block, ...]`` so every client held by a
+process is updated in one vectorised call. Engines never branch on the algorithm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from torch import Tensor
+
+from ..compressors import Compressor
+from ..engine.transport import Transport
+from ..problems.base import ClientOracle
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Resolved hyperparameters handed to the rules (validated by :mod:`distclip.config`)."""
+
+    lr: float
+    tau: Tensor  # [n_block] clipping thresholds of the clients held here (inf: no clipping)
+    gamma: Tensor | None = None  # [n_block] CELGC's maximal step lengths γ_i (threshold γ_i/η)
+    clip: str = "norm"
+    clip_at: str = "client"
+    local_steps: int = 1
+    option: str = "local"
+    init: str = "default"
+    compressor: Compressor = field(default_factory=lambda: Compressor("identity"))
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    baseline: bool = False
+    official: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    transport: Transport
+    oracle: ClientOracle
+    hp: Hyper
+    x0: Tensor
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step reports: per-client clip flags ``[n_block]`` (None when nothing is clipped)."""
+
+    clipped: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    """Registry entry: the rule module and what the config may set for it."""
+
+    name: str
+    rules: ModuleType
+    summary: str
+    params: frozenset[str]  # [algorithm] keys this algorithm reads besides name and lr
+    batch: str = "any"  # "full" (batch_size must be 0), "minibatch" (> 0) or "any"
+    clip_at: tuple[str, ...] = ("client",)
+    inits: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    needs_targets: bool = False
+    uses_lr: bool = True

@@ -1,0 +1,38 @@
+"""Clip21-GD / Clip21-SGD: EF21 with C = clip_τ (spec: algorithms.md §5).
+
+init:    v_i^0 = clip_τ(∇f_i(x^0)) (``clip_grad``, default), ∇f_i(x^0) (``grad``) or 0 (``zero``)
+step k:  x^{k+1} = x^k − γ·v^k,  v^k = (1/N) Σ_i v_i^k
+         c_i = clip_τ(∇f_i(x^{k+1}) − v_i^k) (sent, ‖c_i‖ ≤ τ);  v_i^{k+1} = v_i^k + c_i
+With ``batch_size > 0`` the gradients are minibatch gradients (Clip21-SGD, the library's rule).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from ..clipping import clip
+from .base import Context, StepInfo
+from .ef21 import Operator, State, ef_init, ef_step
+
+
+def clip_operator(ctx: Context) -> Operator:
+    """clip_τ with the configured kind and per-client thresholds, reporting clip flags."""
+
+    def op(rows: Tensor) -> tuple[Tensor, Tensor]:
+        c = clip(rows, ctx.hp.tau, ctx.hp.clip)
+        return c.out, c.clipped
+
+    return op
+
+
+def init(ctx: Context) -> tuple[State, StepInfo]:
+    mode = "operator" if ctx.hp.init == "clip_grad" else ctx.hp.init
+    return ef_init(ctx, clip_operator(ctx), mode, ctx.oracle.grads, None)
+
+
+def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
+    return ef_step(state, ctx, t, clip_operator(ctx), ctx.oracle.grads, ctx.hp.lr, None)
+
+
+def model(state: State, ctx: Context) -> Tensor:
+    return state.x

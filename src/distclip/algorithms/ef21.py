@@ -1,0 +1,78 @@
+"""EF21 error feedback (spec: algorithms.md §4), the template of the Clip21 family.
+
+init:      g_i^0 = C(∇f_i(x^0)) (``compressed_grad``, default), ∇f_i(x^0) (``grad``) or 0 (``zero``);
+           g^0 = (1/N) Σ_i g_i^0
+step k:    x^{k+1} = x^k − γ·g^k                                  (server; x^{k+1} is broadcast)
+           c_i = C(∇f_i(x^{k+1}) − g_i^k);  g_i^{k+1} = g_i^k + c_i   (client i sends c_i)
+           g^{k+1} = g^k + (1/N) Σ_i c_i                           (server)
+C is Top-k (ties to the lower index) or the identity. :func:`ef_init` and :func:`ef_step` are the
+recursion for any operator C; Clip21 (C = clip_τ) and Clip21-Avg reuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from .base import Context, StepInfo
+
+#: C: client rows ``[n, d]`` -> (C(rows), per-client clip flags or None)
+Operator = Callable[[Tensor], tuple[Tensor, Tensor | None]]
+#: the client signal at a point: (x, draw) -> ``[n, d]`` (gradients, or the vectors to average)
+Signal = Callable[[Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class State:
+    x: Tensor  # server model [d]
+    mem: Tensor  # client memories g_i [n_block, d]
+    agg: Tensor  # server aggregate g = mean_i g_i [d]
+
+
+def ef_init(
+    ctx: Context, op: Operator, init: str, signal: Signal, sparse_k: int | None
+) -> tuple[State, StepInfo]:
+    """State at k = 0; ``init`` is ``operator`` (g_i^0 = C(signal)), ``grad`` or ``zero``."""
+    x = ctx.x0.clone()
+    n = len(ctx.transport.clients)
+    if init == "zero":
+        return State(x, x.new_zeros(n, x.numel()), x.new_zeros(x.numel())), StepInfo()
+    s = signal(x, 0)
+    mem, flags = (s, None) if init == "grad" else op(s)
+    agg = ctx.transport.mean(mem, sparse_k=None if init == "grad" else sparse_k)
+    return State(x, mem, agg), StepInfo(flags)
+
+
+def ef_step(
+    state: State, ctx: Context, t: int, op: Operator, signal: Signal, lr: float, sparse_k: int | None,
+    down: bool = True,
+) -> tuple[State, StepInfo]:
+    """One step k = t of the recursion above (``lr`` is γ; 0 keeps x fixed)."""
+    x = state.x - lr * state.agg if lr != 0 else state.x
+    c, flags = op(signal(x, t + 1) - state.mem)
+    agg = state.agg + ctx.transport.mean(c, down=down, sparse_k=sparse_k)
+    return State(x, state.mem + c, agg), StepInfo(flags)
+
+
+def _compress(ctx: Context) -> Operator:
+    return lambda rows: (ctx.hp.compressor(rows), None)
+
+
+def _sparse_k(ctx: Context) -> int | None:
+    return ctx.hp.compressor.sparse_k(ctx.x0.numel())
+
+
+def init(ctx: Context) -> tuple[State, StepInfo]:
+    mode = "operator" if ctx.hp.init == "compressed_grad" else ctx.hp.init
+    return ef_init(ctx, _compress(ctx), mode, ctx.oracle.grads, _sparse_k(ctx))
+
+
+def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
+    return ef_step(state, ctx, t, _compress(ctx), ctx.oracle.grads, ctx.hp.lr, _sparse_k(ctx))
+
+
+def model(state: State, ctx: Context) -> Tensor:
+    return state.x
+

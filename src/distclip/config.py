@@ -1,0 +1,439 @@
+"""Experiment configuration: TOML -> validated dataclasses (one run, or a sweep of runs).
+
+A config has a top-level ``seed`` and the sections ``[problem]``, ``[partition]``, ``[algorithm]``
+and ``[run]``; an optional array ``[[sweep]]`` turns it into several runs (see :func:`expand`).
+Unknown keys, wrong types and out-of-range values raise :class:`DistclipError` with one line that
+names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .algorithms import ALGORITHMS
+from .clipping import KINDS as CLIP_KINDS
+from .compressors import KINDS as COMPRESSORS
+from .data.partition import SCHEMES
+from .errors import DistclipError
+
+Number = float | int
+
+
+@dataclass
+class ProblemConfig:
+    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic"})
+    dataset: str | None = field(default=None, metadata={"help": "bundled LIBSVM name (see `distclip list`)"})
+    path: str | None = field(default=None, metadata={"help": "svmlight file (plain or .gz) instead of dataset"})
+    n_features: int | None = field(default=None, metadata={"help": "feature count (default: from the file)"})
+    lam: float = field(default=0.1, metadata={"key": "lambda", "help": "weight of Σ x_k²/(1+x_k²)"})
+    features: str = field(default="auto", metadata={"help": "auto | dense | sparse feature storage"})
+    centres: list[list[float]] | list[float] | None = field(
+        default=None, metadata={"help": "quadratic: centres a_i, one per client (numbers for d = 1)"}
+    )
+    curvatures: list[float] | None = field(default=None, metadata={"help": "quadratic: c_i > 0 (default 1)"})
+    x0: float | list[float] = field(default=0.0, metadata={"help": "start x^0: a number (all coordinates) or a list"})
+
+
+@dataclass
+class PartitionConfig:
+    clients: int = field(default=20, metadata={"help": "number of clients N"})
+    scheme: str = field(default="sorted", metadata={"help": "contiguous | sorted | iid"})
+
+
+@dataclass
+class AlgorithmConfig:
+    name: str = field(default="clip21", metadata={"help": "see `distclip list`"})
+    lr: float | str | None = field(default=None, metadata={"help": "step size: a number or 'c/L' (e.g. '1/L')"})
+    tau: float | list[float] | None = field(
+        default=None, metadata={"help": "clipping threshold τ (inf allowed) or one τ_i per client"}
+    )
+    gamma: float | list[float] | None = field(
+        default=None, metadata={"help": "celgc: maximal step length γ (threshold γ/lr); or give tau"}
+    )
+    clip: str = field(default="norm", metadata={"help": "norm | soft | coordinate clipping operator"})
+    clip_at: str | None = field(default=None, metadata={"help": "client | server: where the clip sits"})
+    local_steps: int = field(default=1, metadata={"help": "communication interval I (celgc, local-sgd)"})
+    option: str = field(default="local", metadata={"help": "celgc norm: local | max | global_average"})
+    compressor: str = field(default="top-k", metadata={"help": "ef21: top-k | identity"})
+    k: int | None = field(default=None, metadata={"help": "ef21 top-k: entries kept"})
+    init: str | None = field(default=None, metadata={"help": "memory init (clip21: clip_grad|grad|zero; ef21: "
+                                                      "compressed_grad|grad|zero)"})
+    momentum: float = field(default=0.0, metadata={"help": "torch.optim.SGD momentum μ"})
+    dampening: float = field(default=0.0, metadata={"help": "torch.optim.SGD dampening"})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum"})
+    weight_decay: float = field(default=0.0, metadata={"help": "torch.optim.SGD weight decay"})
+    baseline: bool = field(default=False, metadata={"help": "celgc: average the gradient at communication steps"})
+    official: bool = field(default=False, metadata={"help": "clip-gd/naive: also average the replicas each step"})
+
+
+@dataclass
+class RunConfig:
+    steps: int = field(default=1000, metadata={"help": "server steps K"})
+    batch_size: int = field(default=0, metadata={"help": "minibatch per client; 0 = full gradients"})
+    log_every: int = field(default=1, metadata={"help": "log every this many steps (step 0 and the last always)"})
+    dtype: str = field(default="float64", metadata={"help": "float64 | float32"})
+    device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
+    name: str | None = field(default=None, metadata={"help": "run name (default: algorithm and problem)"})
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    problem: ProblemConfig = field(default_factory=ProblemConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    given: frozenset[str] = field(default_factory=frozenset, repr=False)  # "section.key" set explicitly
+
+
+SECTIONS: dict[str, type] = {
+    "problem": ProblemConfig, "partition": PartitionConfig, "algorithm": AlgorithmConfig, "run": RunConfig,
+}
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_matches(v, inner) for v in value)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    return str(tp).replace("typing.", "").replace("NoneType", "None")
+
+
+def _section(cls: type, raw: dict[str, Any], name: str) -> tuple[Any, set[str]]:
+    hints = typing.get_type_hints(cls)
+    fields = {_key(f): f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise DistclipError(f"unknown key {name}.{key}; allowed keys: {', '.join(fields)}")
+        f = fields[key]
+        if not _matches(value, hints[f.name]):
+            raise DistclipError(
+                f"{name}.{key} = {value!r} has the wrong type; expected {_type_name(hints[f.name])}"
+            )
+        values[f.name] = float(value) if hints[f.name] is float else value
+    return cls(**values), {f"{name}.{k}" for k in raw}
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML document."""
+    raw = dict(raw)
+    given: set[str] = set()
+    kwargs: dict[str, Any] = {}
+    if "seed" in raw:
+        seed = raw.pop("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise DistclipError(f"seed = {seed!r} must be an integer >= 0")
+        kwargs["seed"] = seed
+        given.add("seed")
+    sweep = raw.pop("sweep", [])
+    if not isinstance(sweep, list) or not all(isinstance(s, dict) for s in sweep):
+        raise DistclipError("sweep must be an array of tables: write [[sweep]] entries with set = {...} / grid = {...}")
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise DistclipError(f"unknown section or key {name!r}; allowed: seed, {', '.join(SECTIONS)}, sweep")
+        if not isinstance(value, dict):
+            raise DistclipError(f"{name} must be a table: write [{name}] and its keys below it")
+        kwargs[name], keys = _section(SECTIONS[name], value, name)
+        given |= keys
+    cfg = Config(**kwargs, sweep=sweep, given=frozenset(given))
+    for entry in sweep:
+        _check_sweep_entry(entry)
+    if not sweep:
+        validate(cfg)
+    return cfg
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a TOML file, apply ``section.key=value`` overrides, validate."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DistclipError(f"config file {p} not found; give the path of a TOML config") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DistclipError(f"cannot read config file {p}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise DistclipError(f"config file {p} is not valid TOML: {e}") from None
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise DistclipError(f"--set {item!r} must look like section.key=value")
+        set_key(raw, key.strip(), parse_value(text.strip()))
+    return from_dict(raw)
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``0.1``, ``inf``, ``[1, 2]``, ``true``, ``"x"``), or the bare text as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    section, _, key = dotted.rpartition(".")
+    if not section:
+        raw[key] = value
+        return
+    raw.setdefault(section, {})[key] = value
+
+
+def expand(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, Config]]:
+    """The runs of a sweep: for each ``[[sweep]]`` entry, its ``set`` overrides times its ``grid``.
+
+    ``grid`` maps keys to lists and yields their cartesian product. Each run is validated on its own
+    and labelled by the keys it sets (or ``label``, formatted with those keys' values).
+    """
+    runs = []
+    for entry in cfg.sweep:
+        grid = entry.get("grid", {})
+        for combo in itertools.product(*grid.values()):
+            values = dict(entry.get("set", {}))
+            values.update(zip(grid, combo, strict=True))
+            doc = json.loads(json.dumps({k: v for k, v in raw.items() if k != "sweep"}, allow_nan=True))
+            for key, value in values.items():
+                set_key(doc, key, value)
+            label = entry.get("label") or "-".join(f"{_short(v)}" for v in values.values())
+            label = label.format(**{k.rpartition(".")[2]: v for k, v in values.items()})
+            try:
+                runs.append((_slug(label), from_dict(doc)))
+            except DistclipError as e:
+                raise DistclipError(f"sweep run {label!r}: {e}") from None
+    labels = [r[0] for r in runs]
+    if len(set(labels)) != len(labels):
+        raise DistclipError("sweep runs need distinct labels; give each [[sweep]] entry a label with {key} fields")
+    return runs
+
+
+def _short(v: Any) -> str:
+    return str(v).replace(" ", "")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", text).strip("_") or "run"
+
+
+def _check_sweep_entry(entry: dict[str, Any]) -> None:
+    unknown = set(entry) - {"set", "grid", "label"}
+    if unknown:
+        raise DistclipError(f"unknown key sweep.{sorted(unknown)[0]}; a [[sweep]] entry has set, grid, label")
+    if not isinstance(entry.get("set", {}), dict):
+        raise DistclipError('sweep.set must be a table such as { "algorithm.name" = "clip21" }')
+    grid = entry.get("grid", {})
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise DistclipError('sweep.grid must map keys to non-empty lists, e.g. { "algorithm.tau" = [1.0, 0.1] }')
+
+
+# -- value checks ----------------------------------------------------------------------------------
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise DistclipError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float | list[float], allow_inf: bool = True) -> None:
+    for v in value if isinstance(value, list) else [value]:
+        if math.isnan(v) or v <= 0 or (math.isinf(v) and not allow_inf):
+            raise DistclipError(f"{key} = {value!r} must be > 0" + ("" if allow_inf else " and finite"))
+
+
+def lr_factor(lr: float | str) -> tuple[float, bool]:
+    """(value, relative): ``0.5`` -> (0.5, False); ``"2/L"`` -> (2.0, True) meaning 2/L."""
+    if isinstance(lr, str):
+        m = re.fullmatch(r"\s*([0-9.eE+-]*)\s*/\s*L\s*", lr)
+        try:
+            c = float(m.group(1)) if m and m.group(1) else (1.0 if m else None)
+        except ValueError:
+            c = None
+        if c is None or not c > 0 or math.isinf(c):
+            raise DistclipError(f"algorithm.lr = {lr!r} must be a number > 0 or 'c/L' with c > 0 (e.g. '1/L')")
+        return c, True
+    _positive("algorithm.lr", lr, allow_inf=False)
+    return float(lr), False
+
+
+def validate(cfg: Config) -> None:
+    """Range and consistency checks that do not need the data (those live in the builders)."""
+    p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
+    _choice("problem.kind", p.kind, ("logreg", "quadratic"))
+    _choice("problem.features", p.features, ("auto", "dense", "sparse"))
+    if p.kind == "logreg":
+        if (p.dataset is None) == (p.path is None):
+            raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
+        if p.lam < 0 or math.isnan(p.lam) or math.isinf(p.lam):
+            raise DistclipError(f"problem.lambda = {p.lam} must be a finite number >= 0")
+        for key in ("centres", "curvatures"):
+            if getattr(p, key) is not None:
+                raise DistclipError(f"problem.{key} applies to kind = 'quadratic', not 'logreg'; remove it")
+    else:
+        for key in ("dataset", "path", "n_features"):
+            if getattr(p, key) is not None:
+                raise DistclipError(f"problem.{key} applies to kind = 'logreg', not 'quadratic'; remove it")
+        if not p.centres:
+            raise DistclipError("quadratic needs problem.centres, one centre per client, e.g. [3.0, -3.0]")
+        dims = {len(c) if isinstance(c, list) else 1 for c in p.centres}
+        if len(dims) != 1 or 0 in dims:
+            raise DistclipError("problem.centres must all have the same non-zero length (the dimension d)")
+        if p.curvatures is not None:
+            if len(p.curvatures) != len(p.centres):
+                raise DistclipError(
+                    f"problem.curvatures has {len(p.curvatures)} values for {len(p.centres)} centres; give one each"
+                )
+            _positive("problem.curvatures", p.curvatures, allow_inf=False)
+        if "partition.clients" in cfg.given and part.clients != len(p.centres):
+            raise DistclipError(
+                f"partition.clients = {part.clients} but problem.centres has {len(p.centres)} clients; "
+                "remove partition.clients or make them agree"
+            )
+        part.clients = len(p.centres)
+    if part.clients < 1:
+        raise DistclipError(f"partition.clients = {part.clients} must be >= 1")
+    _choice("partition.scheme", part.scheme, SCHEMES)
+    _choice("algorithm.name", a.name, tuple(ALGORITHMS))
+    _validate_algorithm(cfg)
+    if r.steps < 0:
+        raise DistclipError(f"run.steps = {r.steps} must be >= 0")
+    if r.batch_size < 0:
+        raise DistclipError(f"run.batch_size = {r.batch_size} must be >= 0 (0 = full gradients)")
+    if r.log_every < 1:
+        raise DistclipError(f"run.log_every = {r.log_every} must be >= 1")
+    _choice("run.dtype", r.dtype, ("float64", "float32"))
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
+        raise DistclipError(f"run.device = {r.device!r} is not allowed; use cpu, cuda or cuda:N")
+
+
+def _validate_algorithm(cfg: Config) -> None:
+    a, spec = cfg.algorithm, ALGORITHMS[cfg.algorithm.name]
+    generic = {"name", "lr"}
+    for f in dataclasses.fields(AlgorithmConfig):
+        if f.name in generic or f"algorithm.{f.name}" not in cfg.given or f.name in spec.params:
+            continue
+        users = sorted(n for n, s in ALGORITHMS.items() if f.name in s.params)
+        raise DistclipError(
+            f"algorithm.{f.name} does not apply to {a.name}; it applies to: {', '.join(users) or 'none'}"
+        )
+    if spec.uses_lr:
+        if a.lr is None:
+            raise DistclipError(f"{a.name} needs algorithm.lr (a number > 0, or 'c/L' such as '1/L')")
+        lr_factor(a.lr)
+    elif "algorithm.lr" in cfg.given:
+        raise DistclipError(f"algorithm.lr does not apply to {a.name} (it has no step size); remove it")
+    if "tau" in spec.params and a.name != "celgc":
+        if a.tau is None:
+            raise DistclipError(f"{a.name} needs algorithm.tau, the clipping threshold (> 0; inf disables clipping)")
+    if a.name == "celgc" and (a.tau is None) == (a.gamma is None):
+        raise DistclipError("celgc needs exactly one of algorithm.gamma (max step length) or algorithm.tau (= gamma/lr)")
+    for key in ("tau", "gamma"):
+        value = getattr(a, key)
+        if value is None:
+            continue
+        _positive(f"algorithm.{key}", value)
+        if isinstance(value, list) and len(value) != cfg.partition.clients:
+            raise DistclipError(
+                f"algorithm.{key} lists {len(value)} thresholds for {cfg.partition.clients} clients; give one per client"
+            )
+    _choice("algorithm.clip", a.clip, CLIP_KINDS)
+    if a.name == "celgc" and a.clip == "coordinate":
+        raise DistclipError(
+            "celgc scales its step by the raw gradient norm, which coordinate-wise clipping lacks; use clip = norm or soft"
+        )
+    if a.clip_at is None:
+        a.clip_at = spec.clip_at[0]
+    _choice(f"algorithm.clip_at (for {a.name})", a.clip_at, spec.clip_at)
+    if a.clip_at == "server" and isinstance(a.tau, list):
+        raise DistclipError("per-client thresholds need clip_at = 'client'; the server clips one average")
+    if a.local_steps < 1:
+        raise DistclipError(f"algorithm.local_steps = {a.local_steps} must be >= 1")
+    if spec.options:
+        _choice("algorithm.option", a.option, spec.options)
+    if a.baseline and a.option == "global_average":
+        raise DistclipError(
+            "celgc baseline with option global_average never clips (a quirk of the official code); use local or max"
+        )
+    if a.name == "ef21":
+        _choice("algorithm.compressor", a.compressor, COMPRESSORS)
+        if a.compressor == "top-k" and (a.k is None or a.k < 1):
+            raise DistclipError("ef21 with compressor top-k needs algorithm.k >= 1 (entries kept per message)")
+    if spec.inits:
+        a.init = a.init or spec.inits[0]
+        _choice(f"algorithm.init (for {a.name})", a.init, spec.inits)
+    for key in ("momentum", "dampening"):
+        v = getattr(a, key)
+        if not 0 <= v < 1:
+            raise DistclipError(f"algorithm.{key} = {v} must be in [0, 1)")
+    if a.nesterov and (a.momentum == 0 or a.dampening != 0):
+        raise DistclipError("algorithm.nesterov needs momentum > 0 and dampening = 0 (as torch.optim.SGD)")
+    if a.weight_decay < 0:
+        raise DistclipError(f"algorithm.weight_decay = {a.weight_decay} must be >= 0")
+    if spec.batch == "full" and cfg.run.batch_size > 0:
+        other = a.name.replace("gd", "sgd")
+        raise DistclipError(f"{a.name} uses full gradients; set run.batch_size = 0 or use algorithm {other}")
+    if spec.batch == "minibatch" and cfg.run.batch_size == 0:
+        other = a.name.replace("sgd", "gd")
+        raise DistclipError(f"{a.name} needs run.batch_size > 0; for full gradients use algorithm {other}")
+    if spec.needs_targets and cfg.problem.kind != "quadratic":
+        raise DistclipError(f"{a.name} averages the vectors a_i of problem kind 'quadratic' (its centres)")
+
+
+# -- writing the resolved config -------------------------------------------------------------------
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "inf" if v == math.inf else "-inf" if v == -math.inf else "nan" if math.isnan(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def to_toml(cfg: Config) -> str:
+    """The resolved config as TOML (defaults filled in, unset optional keys omitted)."""
+    lines = [f"seed = {cfg.seed}"]
+    for name in SECTIONS:
+        lines.append(f"\n[{name}]")
+        for f in dataclasses.fields(getattr(cfg, name)):
+            value = getattr(getattr(cfg, name), f.name)
+            if value is not None:
+                lines.append(f"{_key(f)} = {_toml_value(value)}")
+    for entry in cfg.sweep:
+        lines.append("\n[[sweep]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+    return "\n".join(lines) + "\n"
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The config as a TOML-shaped dict (``from_dict(to_dict(c))`` gives ``c`` back)."""
+    return tomllib.loads(to_toml(cfg))

@@ -1,0 +1,1 @@
+"""Engines: the training loop and the transports that carry client messages."""

@@ -1,0 +1,77 @@
+"""What a problem provides to the engine (spec: algorithms.md §0).
+
+f(x) = (1/N) Σ_i f_i(x) over N clients, x ∈ R^d a flat parameter vector. Client quantities are
+computed for a block of clients at once: ``x`` is either one point ``[d]`` shared by the block or a
+stack ``[n_block, d]`` of per-client points, and results carry a leading client dimension.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from ..rng import sample_indices
+
+
+class Problem(Protocol):
+    dim: int
+    n_clients: int
+
+    def x0(self) -> Tensor:
+        """The configured start x^0, shape ``[d]``."""
+
+    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
+        """∇f_i (``batch`` None) or the minibatch gradient on rows ``batch[j]`` of client ``clients[j]``."""
+
+    def client_losses(self, x: Tensor, clients: Tensor) -> Tensor:
+        """f_i at ``x`` for each client of the block, shape ``[n_block]``."""
+
+    def loss(self, x: Tensor) -> float:
+        """The full objective f(x)."""
+
+    def grad(self, x: Tensor) -> Tensor:
+        """∇f(x), shape ``[d]``."""
+
+    def smoothness(self) -> float:
+        """A smoothness constant L of f, for step sizes written as ``"c/L"``."""
+
+    def rows_per_client(self) -> int:
+        """Samples per client (0 for problems without samples, which reject minibatches)."""
+
+    def targets(self) -> Tensor | None:
+        """Per-client vectors ``[N, d]`` to average (mean estimation), or None if the problem has none."""
+
+    def info(self) -> dict[str, Any]:
+        """Facts for ``summary.json`` (rows dropped by the partition, label counts, ...)."""
+
+
+@dataclass(frozen=True)
+class ClientOracle:
+    """A problem bound to the clients one process holds, with their minibatch sampling.
+
+    Minibatch indices are drawn from (seed, client id, draw), see :mod:`distclip.rng`, so the
+    numbers never depend on how clients are spread over processes.
+    """
+
+    problem: Problem
+    clients: Tensor
+    batch_size: int
+    seed: int
+
+    def grads(self, x: Tensor, draw: int) -> Tensor:
+        """Client gradients at ``x`` (``[d]`` or ``[n_block, d]``); ``draw`` numbers the evaluation."""
+        batch = None
+        if self.batch_size > 0:
+            idx = sample_indices(
+                self.seed, self.clients.cpu().numpy(), draw, self.batch_size, self.problem.rows_per_client()
+            )
+            batch = torch.from_numpy(idx).to(self.clients.device)
+        return self.problem.client_grads(x, self.clients, batch)
+
+    def targets(self) -> Tensor:
+        t = self.problem.targets()
+        assert t is not None, "validated by the config: the problem provides targets"
+        return t[self.clients]
