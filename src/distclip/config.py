@@ -8,6 +8,7 @@ names the key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import json
@@ -95,6 +96,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     sweep: list[dict[str, Any]] = field(default_factory=list)
     given: frozenset[str] = field(default_factory=frozenset, repr=False)  # "section.key" set explicitly
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the document it was built from
 
 
 SECTIONS: dict[str, type] = {
@@ -144,6 +146,7 @@ def _section(cls: type, raw: dict[str, Any], name: str) -> tuple[Any, set[str]]:
 
 def from_dict(raw: dict[str, Any]) -> Config:
     """Build and validate a :class:`Config` from a parsed TOML document."""
+    original = copy.deepcopy(raw)
     raw = dict(raw)
     given: set[str] = set()
     kwargs: dict[str, Any] = {}
@@ -163,7 +166,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
             raise DistclipError(f"{name} must be a table: write [{name}] and its keys below it")
         kwargs[name], keys = _section(SECTIONS[name], value, name)
         given |= keys
-    cfg = Config(**kwargs, sweep=sweep, given=frozenset(given))
+    cfg = Config(**kwargs, sweep=sweep, given=frozenset(given), raw=original)
     for entry in sweep:
         _check_sweep_entry(entry)
     if not sweep:
@@ -206,7 +209,7 @@ def set_key(raw: dict[str, Any], dotted: str, value: Any) -> None:
     raw.setdefault(section, {})[key] = value
 
 
-def expand(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, Config]]:
+def expand(cfg: Config) -> list[tuple[str, Config]]:
     """The runs of a sweep: for each ``[[sweep]]`` entry, its ``set`` overrides times its ``grid``.
 
     ``grid`` maps keys to lists and yields their cartesian product. Each run is validated on its own
@@ -218,7 +221,7 @@ def expand(cfg: Config, raw: dict[str, Any]) -> list[tuple[str, Config]]:
         for combo in itertools.product(*grid.values()):
             values = dict(entry.get("set", {}))
             values.update(zip(grid, combo, strict=True))
-            doc = json.loads(json.dumps({k: v for k, v in raw.items() if k != "sweep"}, allow_nan=True))
+            doc = copy.deepcopy({k: v for k, v in cfg.raw.items() if k != "sweep"})
             for key, value in values.items():
                 set_key(doc, key, value)
             label = entry.get("label") or "-".join(f"{_short(v)}" for v in values.values())
@@ -419,21 +422,48 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
+_LOGREG_ONLY = {"dataset", "path", "n_features", "lam", "features"}
+
+
+def _applies(cfg: Config, section: str, name: str) -> bool:
+    """Whether key ``section.name`` means anything for this config (only those are written out)."""
+    if section == "problem" and cfg.problem.kind == "quadratic":
+        return name not in _LOGREG_ONLY
+    if section == "problem":
+        return name not in {"centres", "curvatures"}
+    if section == "algorithm" and cfg.algorithm.name in ALGORITHMS:
+        spec = ALGORITHMS[cfg.algorithm.name]
+        return name == "name" or (name == "lr" and spec.uses_lr) or name in spec.params
+    return True
+
+
 def to_toml(cfg: Config) -> str:
-    """The resolved config as TOML (defaults filled in, unset optional keys omitted)."""
-    lines = [f"seed = {cfg.seed}"]
+    """The resolved config as TOML: defaults filled in, keys that do not apply or are unset omitted.
+
+    A sweep config is written as given (its runs are resolved one by one)."""
+    if cfg.sweep:
+        return dump_toml(cfg.raw)
+    doc: dict[str, Any] = {"seed": cfg.seed}
     for name in SECTIONS:
-        lines.append(f"\n[{name}]")
-        for f in dataclasses.fields(getattr(cfg, name)):
-            value = getattr(getattr(cfg, name), f.name)
-            if value is not None:
-                lines.append(f"{_key(f)} = {_toml_value(value)}")
-    for entry in cfg.sweep:
-        lines.append("\n[[sweep]]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+        section = getattr(cfg, name)
+        doc[name] = {
+            _key(f): getattr(section, f.name)
+            for f in dataclasses.fields(section)
+            if getattr(section, f.name) is not None and _applies(cfg, name, f.name)
+        }
+    return dump_toml(doc)
+
+
+def dump_toml(doc: dict[str, Any]) -> str:
+    """Write a config document (scalars, tables, arrays of tables) as TOML."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict | list) or
+             (isinstance(v, list) and not all(isinstance(x, dict) for x in v))]
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+            for entry in value:
+                lines.append(f"\n[[{name}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
     return "\n".join(lines) + "\n"
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """The config as a TOML-shaped dict (``from_dict(to_dict(c))`` gives ``c`` back)."""
-    return tomllib.loads(to_toml(cfg))

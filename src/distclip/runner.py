@@ -1,0 +1,206 @@
+"""From a config to results: build the problem, transport and rules, train, write the outputs.
+
+``run(config)`` is the library entry point (``distclip.run``); ``run_sweep`` runs every entry of a
+``[[sweep]]`` config into its own sub-directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .algorithms import ALGORITHMS, Context, Hyper
+from .compressors import Compressor
+from .config import Config, expand, from_dict, load, lr_factor, to_toml
+from .data.libsvm import load_dataset
+from .data.partition import partition
+from .engine.loop import NonFinite, train
+from .engine.transport import InProcess, Transport
+from .errors import DistclipError
+from .metrics import MetricsWriter, read_metrics, write_json_atomic
+from .problems.base import ClientOracle, Problem
+from .problems.logreg import LogReg
+from .problems.quadratic import Quadratic
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the metrics rows, the summary, the final model and where files went."""
+
+    config: Config
+    metrics: list[dict[str, Any]]
+    summary: dict[str, Any]
+    model: torch.Tensor
+    out_dir: Path | None = None
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DistclipError(f"run.device = {name!r} but CUDA is not available here; use device = 'cpu'")
+    return torch.device(name)
+
+
+def _x0(value: float | list[float], dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if isinstance(value, list):
+        if len(value) != dim:
+            raise DistclipError(f"problem.x0 has {len(value)} entries but the problem has dimension {dim}")
+        return torch.tensor(value, dtype=dtype, device=device)
+    return torch.full((dim,), float(value), dtype=dtype, device=device)
+
+
+def build_problem(cfg: Config) -> Problem:
+    """The problem of ``cfg`` (data loaded, partitioned, on the configured dtype and device)."""
+    p = cfg.problem
+    dtype, device = getattr(torch, cfg.run.dtype), _device(cfg.run.device)
+    if p.kind == "quadratic":
+        centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
+        curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
+        return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
+    data = load_dataset(p.dataset, p.path, p.n_features)
+    part = partition(data.labels, cfg.partition.clients, cfg.partition.scheme, cfg.seed)
+    return LogReg(data, part, p.lam, _x0(p.x0, data.n_features, dtype, device), p.features)
+
+
+def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[Context, dict[str, Any]]:
+    """Resolve hyperparameters (``c/L`` step sizes, per-client thresholds) for the clients held here."""
+    a, spec = cfg.algorithm, ALGORITHMS[cfg.algorithm.name]
+    x0 = problem.x0()
+    facts: dict[str, Any] = {}
+    lr = 0.0
+    if spec.uses_lr:
+        c, relative = lr_factor(a.lr)
+        if relative:
+            facts["L"] = problem.smoothness()
+            lr = c / facts["L"]
+        else:
+            lr = c
+        facts["lr"] = lr
+    if cfg.run.batch_size > 0:
+        rows = problem.rows_per_client()
+        if rows == 0:
+            raise DistclipError(f"problem {cfg.problem.kind} has no samples to draw minibatches from; set run.batch_size = 0")
+        if cfg.run.batch_size > rows:
+            facts["note"] = f"batch_size {cfg.run.batch_size} > {rows} rows per client: sampling with replacement"
+
+    def per_client(value: float | list[float] | None) -> torch.Tensor:
+        v = math.inf if value is None else value
+        full = torch.as_tensor(v, dtype=x0.dtype, device=x0.device).expand(problem.n_clients)
+        return full[transport.clients].contiguous()
+
+    tau, gamma = per_client(a.tau), None
+    if a.name == "celgc":
+        gamma = per_client(a.gamma) if a.gamma is not None else tau * lr
+        tau = gamma / lr
+    hp = Hyper(
+        lr=lr, tau=tau, gamma=gamma, clip=a.clip, clip_at=a.clip_at or "client", local_steps=a.local_steps,
+        option=a.option, init=a.init or "default", compressor=Compressor(a.compressor if a.name == "ef21" else
+        "identity", a.k), momentum=a.momentum, dampening=a.dampening, nesterov=a.nesterov,
+        weight_decay=a.weight_decay, baseline=a.baseline, official=a.official,
+    )
+    oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)
+    return Context(transport, oracle, hp, x0), facts
+
+
+def default_name(cfg: Config) -> str:
+    data = cfg.problem.dataset or (Path(cfg.problem.path).name if cfg.problem.path else cfg.problem.kind)
+    return cfg.run.name or f"{cfg.algorithm.name}-{data}"
+
+
+def _prepare_out(out: Path) -> Path:
+    if (out / "metrics.jsonl").exists():
+        raise DistclipError(f"{out} already holds a run (metrics.jsonl); choose another --out or remove it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DistclipError(f"cannot create output directory {out}: {e.strerror}; choose another --out") from None
+    return out
+
+
+def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
+        progress: bool = False, label: str = "") -> RunResult:
+    """Run one experiment. With ``out`` set, write config.toml, metrics.jsonl and summary.json there."""
+    cfg = config if isinstance(config, Config) else from_dict(config) if isinstance(config, dict) else load(config)
+    if cfg.sweep:
+        raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
+    problem = build_problem(cfg)
+    transport = InProcess(problem.n_clients, problem.x0().device)
+    ctx, facts = build_context(cfg, problem, transport)
+    rules = ALGORITHMS[cfg.algorithm.name].rules
+    rows: list[dict[str, Any]] = []
+    writer = None
+    out_dir = None
+    if out is not None:
+        out_dir = _prepare_out(Path(out))
+        (out_dir / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
+        writer = MetricsWriter(out_dir / "metrics.jsonl")
+
+    def log(row: dict[str, Any]) -> None:
+        rows.append(row)
+        if writer is not None:
+            writer.write(row)
+
+    summary: dict[str, Any] = {
+        "label": label or default_name(cfg),
+        "algorithm": cfg.algorithm.name,
+        "version": __version__,
+        "torch": torch.__version__,
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "problem": problem.info(),
+        "n_clients": problem.n_clients,
+        **facts,
+    }
+    t0 = time.perf_counter()
+    try:
+        state, run_facts = train(rules, ctx, problem, cfg.run.steps, cfg.run.log_every, log, progress)
+    except NonFinite as e:
+        summary.update(status="diverged", error=str(e), final=rows[-1] if rows else None)
+        if out_dir is not None:
+            write_json_atomic(out_dir / "summary.json", summary)
+            raise DistclipError(f"{e} (metrics up to step {rows[-1]['step']} kept in {out_dir})") from None
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+    summary.update(status="ok", final=rows[-1], total_s=time.perf_counter() - t0, **run_facts)
+    model = rules.model(state, ctx)
+    if out_dir is not None:
+        write_json_atomic(out_dir / "summary.json", summary)
+    return RunResult(cfg, rows, summary, model, out_dir, summary["label"])
+
+
+def timestamped(base: str | Path, name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(base) / f"{name}-{stamp}"
+
+
+def run_sweep(cfg: Config, out: str | Path, *, progress: bool = False,
+              on_result: Any = None) -> list[RunResult]:
+    """Run every run of a ``[[sweep]]`` config into ``out/<label>``; ``on_result`` sees each result."""
+    out = _prepare_out(Path(out))
+    (out / "sweep.toml").write_text(to_toml(cfg), encoding="utf-8")
+    results = []
+    for label, sub in expand(cfg):
+        result = run(sub, out / label, progress=progress, label=label)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def load_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Metrics and summary of a run directory written by :func:`run`."""
+    import json
+
+    metrics = read_metrics(path / "metrics.jsonl")
+    summary_path = path / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"label": path.name}
+    return metrics, summary
