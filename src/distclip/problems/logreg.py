@@ -60,11 +60,20 @@ class LogReg:
             ).coalesce()
 
     # -- margins and the data term on blocks of clients ------------------------------------------
+    @staticmethod
+    def _take(t: Tensor, clients: Tensor) -> Tensor:
+        """``t[clients]``, as a view (no copy of the data) when the block is a contiguous range."""
+        n = len(clients)
+        first = int(clients[0]) if n else 0
+        if n and int(clients[-1]) - first == n - 1 and bool((clients.diff() == 1).all()):
+            return t[first : first + n]
+        return t[clients]
+
     def _margins(self, x: Tensor, clients: Tensor, batch: Tensor | None) -> tuple[Tensor, Tensor]:
         """z[j, r] = a_rᵀ x_j for the rows r of client j (all rows, or ``batch[j]``), and labels."""
-        b = self.b[clients] if batch is None else self.b[clients.unsqueeze(1), batch]
+        b = self._take(self.b, clients) if batch is None else self.b[clients.unsqueeze(1), batch]
         if self.dense:
-            a = self.A[clients] if batch is None else self.A[clients.unsqueeze(1), batch]
+            a = self._take(self.A, clients) if batch is None else self.A[clients.unsqueeze(1), batch]
             z = a @ x if x.dim() == 1 else torch.bmm(a, x.unsqueeze(2)).squeeze(2)
             return z, b
         rows = self._global_rows(clients, batch)
@@ -83,7 +92,7 @@ class LogReg:
     def _data_grad(self, w: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
         """Σ_r w[j, r] a_r for each client j of the block, shape ``[n_block, d]``."""
         if self.dense:
-            a = self.A[clients] if batch is None else self.A[clients.unsqueeze(1), batch]
+            a = self._take(self.A, clients) if batch is None else self.A[clients.unsqueeze(1), batch]
             return torch.bmm(w.unsqueeze(1), a).squeeze(1)
         rows = self._global_rows(clients, batch)
         sub = self.A_flat.index_select(0, rows.reshape(-1)).coalesce()

@@ -1,0 +1,201 @@
+"""The ``distclip`` command: ``run``, ``plot`` and ``list``.
+
+Errors in the input (config, data, a diverging run) print one line on stderr and exit with 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DistclipError
+
+EXIT_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="distclip",
+        description="Distributed and federated training with gradient clipping (CELGC, Clip21, EF21, baselines).",
+    )
+    p.add_argument("--version", action="version", version=f"distclip {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run one experiment, or every run of a [[sweep]] config",
+        description="Run the experiment of CONFIG (TOML). A config with [[sweep]] entries runs each of them into "
+        "its own sub-directory, prints a comparison table and writes plots.",
+    )
+    run.add_argument("config", type=Path, help="TOML config file (see examples/ and the README's config reference)")
+    run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must not hold a run")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax)",
+    )
+    run.add_argument("--no-plot", action="store_true", help="do not write plots")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+    plot = sub.add_parser(
+        "plot", help="draw paper-style figures from run directories",
+        description="Plot log ||grad f||^2 and f - f_min against iterations and floats sent per client, "
+        "for run directories or sweep directories (all their runs).",
+    )
+    plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run or sweep directories")
+    plot.add_argument("--out", type=Path, help="PNG file to write (default: <first DIR>/plots/comparison.png)")
+    plot.add_argument("--title", default="", help="figure title")
+    plot.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+    lst = sub.add_parser("list", help="list algorithms, problems, bundled datasets and options")
+    lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5) else f"{v:.4g}"
+    return str(v)
+
+
+def format_table(results: list[Any]) -> str:
+    """A plain-text table of final values, one row per run."""
+    head = ["run", "steps", "loss", "|grad f|^2", "min |grad f|^2", "rounds", "floats up", "last clip", "wall s"]
+    rows = []
+    for r in results:
+        final = r.metrics[-1]
+        rows.append([
+            r.label, final["step"], final["loss"], final["grad_norm_sq"], min(m["grad_norm_sq"] for m in r.metrics),
+            final["comm_rounds"], final["floats_up"], r.summary.get("last_clip_step", -1), round(final["wall_s"], 2),
+        ])
+    cells = [head] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _grid_groups(results: list[Any]) -> dict[str, list[Any]]:
+    """Per-value figure groups for the grid keys of a sweep (runs that do not set the key join every group)."""
+    groups: dict[str, list[Any]] = {}
+    keys = {k for r in results for k in _grid_keys(r)}
+    for key in sorted(keys):
+        section, _, name = key.rpartition(".")
+        values = sorted({_value(r, section, name) for r in results if _value(r, section, name) is not None}, key=str)
+        if len(values) < 2:
+            continue
+        for v in values:
+            members = [r for r in results if _value(r, section, name) in (v, None)]
+            groups[f"{name}={_fmt(v)}"] = members
+    return groups
+
+
+def _grid_keys(r: Any) -> set[str]:
+    return {k for entry in r.extra.get("sweep", []) for k in entry.get("grid", {})}
+
+
+def _value(r: Any, section: str, name: str) -> Any:
+    if f"{section}.{name}" not in r.config.given:
+        return None
+    v = getattr(getattr(r.config, section), name)
+    return tuple(v) if isinstance(v, list) else v
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load
+    from .plotting import plot_runs
+    from .runner import default_name, run, run_sweep, timestamped
+
+    cfg = load(args.config, args.overrides)
+    name = cfg.run.name or (args.config.stem if cfg.sweep else default_name(cfg))
+    out = args.out or timestamped("runs", name)
+    progress = not args.quiet and sys.stderr.isatty()
+    if not cfg.sweep:
+        result = run(cfg, out, progress=progress)
+        if not args.quiet:
+            print(format_table([result]))
+        if not args.no_plot:
+            plot_runs([(result.label, result.metrics)], out / "plots" / "convergence.png", result.label)
+        print(f"wrote {out}")
+        return 0
+
+    def announce(result: Any) -> None:
+        result.extra["sweep"] = cfg.sweep
+        if not args.quiet:
+            final = result.metrics[-1]
+            print(f"  {result.label}: |grad f|^2 = {_fmt(final['grad_norm_sq'])} after {final['step']} steps",
+                  file=sys.stderr)
+
+    results = run_sweep(cfg, out, progress=progress, on_result=announce)
+    table = format_table(results)
+    (out / "table.txt").write_text(table + "\n", encoding="utf-8")
+    if not args.quiet:
+        print(table)
+    if not args.no_plot:
+        plot_runs([(r.label, r.metrics) for r in results], out / "plots" / "all.png", name)
+        for group, members in _grid_groups(results).items():
+            plot_runs([(r.label, r.metrics) for r in members], out / "plots" / f"{group}.png", f"{name}: {group}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plotting import find_runs, plot_runs
+    from .runner import load_run
+
+    runs = []
+    for d in find_runs(args.dirs):
+        metrics, summary = load_run(d)
+        runs.append((summary.get("label", d.name), metrics))
+    out = args.out or args.dirs[0] / "plots" / "comparison.png"
+    print(f"wrote {plot_runs(runs, out, args.title)}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .algorithms import ALGORITHMS
+    from .clipping import KINDS as CLIPS
+    from .compressors import KINDS as COMPRESSORS
+    from .data.libsvm import BUNDLED
+    from .data.partition import SCHEMES
+
+    print("algorithms:")
+    for name, spec in ALGORITHMS.items():
+        print(f"  {name:<20} {spec.summary}")
+    print("problems:")
+    print("  logreg               logistic regression + λ Σ x²/(1+x²) on LIBSVM data (dataset or path)")
+    print("  quadratic            f_i(x) = ½ c_i ‖x − a_i‖² (centres, curvatures)")
+    print("bundled datasets (problem.dataset):")
+    for name, info in BUNDLED.items():
+        print(f"  {name:<20} {info.n_rows} rows x {info.n_features} features  {info.description}")
+    print(f"partition schemes: {', '.join(SCHEMES)}")
+    print(f"clipping operators: {', '.join(CLIPS)}; compressors: {', '.join(COMPRESSORS)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = {"run": _cmd_run, "plot": _cmd_plot, "list": _cmd_list}[args.command]
+    try:
+        return command(args)
+    except DistclipError as e:
+        if args.debug:
+            raise
+        print(f"distclip: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("distclip: interrupted; everything logged so far is kept", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"distclip: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+

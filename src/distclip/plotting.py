@@ -1,0 +1,71 @@
+"""Paper-style figures from run directories (Clip21 / EF21 style axes).
+
+Four panels: log ‖∇f(x^k)‖² and f(x^k) − f_min against iterations and against floats sent per
+client, f_min being the smallest loss over all runs drawn (so the best run's final gap is 0 and is
+left out of the log scale). Written as PNG with the non-interactive Agg backend.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .errors import DistclipError  # noqa: E402
+
+Run = tuple[str, list[dict[str, Any]]]
+
+
+def find_runs(dirs: list[Path]) -> list[Path]:
+    """Run directories in ``dirs``: each one itself, or its sub-directories for a sweep."""
+    found = []
+    for d in dirs:
+        if not d.is_dir():
+            raise DistclipError(f"{d} is not a directory; give run or sweep directories written by `distclip run`")
+        if (d / "metrics.jsonl").exists():
+            found.append(d)
+        else:
+            subs = sorted(p.parent for p in d.glob("*/metrics.jsonl"))
+            if not subs:
+                raise DistclipError(f"{d} holds no metrics.jsonl (nor do its sub-directories); is it a run directory?")
+            found += subs
+    return found
+
+
+def plot_runs(runs: list[Run], out: Path, title: str = "") -> Path:
+    """Draw the four panels for ``runs`` (label, metrics rows) into ``out`` (a .png path)."""
+    runs = [(label, rows) for label, rows in runs if rows]
+    if not runs:
+        raise DistclipError("no logged steps to plot")
+    f_min = min(r["loss"] for _, rows in runs for r in rows)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    panels = [
+        (axes[0, 0], "step", "grad_norm_sq", "iteration k", r"$\|\nabla f(x^k)\|^2$"),
+        (axes[0, 1], "floats_up", "grad_norm_sq", "floats sent per client", r"$\|\nabla f(x^k)\|^2$"),
+        (axes[1, 0], "step", "gap", "iteration k", r"$f(x^k) - f_{\min}$"),
+        (axes[1, 1], "floats_up", "gap", "floats sent per client", r"$f(x^k) - f_{\min}$"),
+    ]
+    for ax, xkey, ykey, xlabel, ylabel in panels:
+        for label, rows in runs:
+            xs, ys = [], []
+            for r in rows:
+                y = r["loss"] - f_min if ykey == "gap" else r[ykey]
+                if y > 0:
+                    xs.append(r[xkey])
+                    ys.append(y)
+            ax.plot(xs, ys, label=label, linewidth=1.4)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
