@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         "its own sub-directory, prints a comparison table and writes plots.",
     )
     run.add_argument("config", type=Path, help="TOML config file (see examples/ and the README's config reference)")
-    run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must not hold a run")
+    run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
     run.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax)",

@@ -352,7 +352,7 @@ def _validate_algorithm(cfg: Config) -> None:
         if a.tau is None:
             raise DistclipError(f"{a.name} needs algorithm.tau, the clipping threshold (> 0; inf disables clipping)")
     if a.name == "celgc" and (a.tau is None) == (a.gamma is None):
-        raise DistclipError("celgc needs exactly one of algorithm.gamma (max step length) or algorithm.tau (= gamma/lr)")
+        raise DistclipError("celgc needs exactly one of algorithm.gamma (max step length) or algorithm.tau (gamma/lr)")
     for key in ("tau", "gamma"):
         value = getattr(a, key)
         if value is None:
@@ -360,12 +360,12 @@ def _validate_algorithm(cfg: Config) -> None:
         _positive(f"algorithm.{key}", value)
         if isinstance(value, list) and len(value) != cfg.partition.clients:
             raise DistclipError(
-                f"algorithm.{key} lists {len(value)} thresholds for {cfg.partition.clients} clients; give one per client"
+                f"algorithm.{key} lists {len(value)} values for {cfg.partition.clients} clients; give one per client"
             )
     _choice("algorithm.clip", a.clip, CLIP_KINDS)
     if a.name == "celgc" and a.clip == "coordinate":
         raise DistclipError(
-            "celgc scales its step by the raw gradient norm, which coordinate-wise clipping lacks; use clip = norm or soft"
+            "celgc scales its step by the raw gradient norm, which coordinate clipping lacks; use clip = norm or soft"
         )
     if a.clip_at is None:
         a.clip_at = spec.clip_at[0]

@@ -87,7 +87,7 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
     if cfg.run.batch_size > 0:
         rows = problem.rows_per_client()
         if rows == 0:
-            raise DistclipError(f"problem {cfg.problem.kind} has no samples to draw minibatches from; set run.batch_size = 0")
+            raise DistclipError(f"problem {cfg.problem.kind} has no samples for minibatches; set run.batch_size = 0")
         if cfg.run.batch_size > rows:
             facts["note"] = f"batch_size {cfg.run.batch_size} > {rows} rows per client: sampling with replacement"
 
