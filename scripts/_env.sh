@@ -7,8 +7,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-if ! python -c "import torch, distclip, pytest" >/dev/null 2>&1; then
-  python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet "torch==2.13.0"
-  python -m pip install --quiet -e ".[dev]"
-fi
+python -m pip install --quiet "torch==2.13.0"
+python -m pip install --quiet -e ".[dev]"
