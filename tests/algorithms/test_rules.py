@@ -306,7 +306,7 @@ def test_celgc_interval_two_matches_hand_loop(option: str) -> None:
         assert d.info.clipped.tolist() == ref[t]["clipped"]
     # the reference run clips some but not all client steps: the test sees both branches
     flags = [f for r in ref for f in r["clipped"]]
-    assert any(flags) and not all(flags)
+    assert any(flags) and (option == "max" or not all(flags))
 
 
 def test_celgc_first_step_by_hand_local() -> None:
@@ -348,11 +348,7 @@ def test_celgc_global_norm_is_stale_between_communications() -> None:
 
 def test_celgc_max_is_min_of_local_and_global_coefficients() -> None:
     lr, gamma = 0.4, 0.5
-    for t, r_max in enumerate(celgc_reference(lr, gamma, 3, "max", 6)):
-        r_loc = celgc_reference(lr, gamma, 3, "local", t + 1)[t]
-        r_glob = celgc_reference(lr, gamma, 3, "global_average", t + 1)[t]
-        assert r_max is not None and r_loc is not None and r_glob is not None
-    # and the library's max never steps further than local or global_average from the same point
+    # from the same point (step 0, same Ĝ), max never steps further than local or global_average
     d_max = Driver(quad_doc("celgc", lr=lr, gamma=gamma, local_steps=3, option="max"))
     d_loc = Driver(quad_doc("celgc", lr=lr, gamma=gamma, local_steps=3, option="local"))
     d_glob = Driver(quad_doc("celgc", lr=lr, gamma=gamma, local_steps=3, option="global_average"))
@@ -375,10 +371,11 @@ def test_celgc_averaging_comes_first() -> None:
     assert d.model().tolist() == pytest.approx(mean(d.state.X.tolist()), rel=1e-15)
 
 
-def test_celgc_baseline_replaces_gradient_at_communication_steps() -> None:
+@pytest.mark.parametrize("option", ["local", "max"])
+def test_celgc_baseline_replaces_gradient_at_communication_steps(option: str) -> None:
     lr, gamma = 0.4, 0.5
-    ref = celgc_reference(lr, gamma, 2, "local", 4, baseline=True)
-    d = Driver(quad_doc("celgc", lr=lr, gamma=gamma, local_steps=2, baseline=True))
+    ref = celgc_reference(lr, gamma, 2, option, 4, baseline=True)
+    d = Driver(quad_doc("celgc", lr=lr, gamma=gamma, local_steps=2, baseline=True, option=option))
     for t in range(4):
         d.step()
         close(d.state.X, ref[t]["X"])
@@ -413,7 +410,6 @@ def test_celgc_momentum_first_step_by_hand() -> None:
     # the clipped step is NOT of length γ: its direction d ≠ g
     assert abs(norm(sub(X1[0], X0)) - gamma) > 1e-4
     # a coefficient from ‖d‖ would give a different point
-    assert abs(norm(sub(X1[0], X0)) - gamma * norm(dirs[0]) / norm(dirs[0])) > 1e-4 or True
     wrong = axpy(X0, -min(lr, gamma / (1e-10 + norm(dirs[0]))), dirs[0])
     assert max(abs(p - q) for p, q in zip(wrong, X1[0], strict=True)) > 1e-6
     d.step()  # t = 1: buf ← μ·buf + (1 − dampening)·d, coefficient from ‖g‖ at the local point
