@@ -127,9 +127,11 @@ def test_celgc_single_client_interval_one_is_sgdclip_bitwise(batch: int) -> None
         if batch:
             rows = torch.from_numpy(sample_indices(cfg.seed, np.array([0]), t, batch, problem.rows_per_client()))
         g = problem.client_grads(x.unsqueeze(0), client, rows)[0]
-        coef = gamma / (1e-10 + torch.linalg.vector_norm(g))
-        clipped_steps += bool(coef < eta)
-        x = x - torch.clamp(coef, max=eta) * g  # x ← x − min(η, γ/(1e-10 + ‖g‖))·g
+        # x ← x − min(η, γ/(1e-10 + ‖g‖))·g with the scalar arithmetic in Python floats (correctly rounded;
+        # note that torch evaluates `float / tensor` as float · reciprocal(tensor), which is not)
+        coef = gamma / (1e-10 + float(torch.linalg.vector_norm(g)))
+        clipped_steps += coef < eta
+        x = x - min(eta, coef) * g
         state, _ = rules.step(state, ctx, t)
         assert torch.equal(rules.model(state, ctx), x), f"step {t}"
     assert 0 < clipped_steps  # the clipping branch is exercised

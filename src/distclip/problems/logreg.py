@@ -56,7 +56,7 @@ class LogReg:
             self.cols = torch.as_tensor(coo.col, dtype=torch.long, device=self.device)
             self.vals = torch.as_tensor(coo.data, dtype=self.dtype, device=self.device)
             self.A_flat = torch.sparse_coo_tensor(
-                torch.stack([self.rows, self.cols]), self.vals, (csr.shape[0], self.dim)
+                torch.stack([self.rows, self.cols]), self.vals, (csr.shape[0], self.dim), check_invariants=True
             ).coalesce()
 
     # -- margins and the data term on blocks of clients ------------------------------------------
