@@ -40,8 +40,9 @@ def as_threshold(tau: float | Tensor, like: Tensor) -> Tensor:
 def scale(norms: Tensor, tau: Tensor, kind: str) -> Tensor:
     """Factor s ``[n]`` with clip(x) = s·x for the norm-type operators ``norm`` and ``soft``."""
     if kind == "norm":
-        # min(1, τ/‖x‖); ‖x‖ = 0 gives τ/0 = inf -> 1 (x returned unchanged); τ = inf gives 1.
-        return torch.clamp(tau / norms, max=1.0)
+        # min(1, τ/‖x‖); ‖x‖ = 0 gives τ/0 = inf -> 1 (x returned unchanged); τ = inf gives 1, even
+        # when ‖x‖ overflows to inf.
+        return torch.where(torch.isinf(tau), torch.ones_like(norms), torch.clamp(tau / norms, max=1.0))
     if kind == "soft":
         return torch.where(torch.isinf(tau), torch.ones_like(norms), tau / (tau + norms))
     raise ValueError(f"clipping kind {kind!r} has no scalar scale; norm-type kinds are 'norm' and 'soft'")

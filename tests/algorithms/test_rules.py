@@ -109,6 +109,29 @@ def test_gd_two_steps() -> None:
     close(d.model(), x2)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_gd_momentum_weight_decay(nesterov: bool) -> None:
+    """torch.optim.SGD semantics on the server: d = ḡ + wd·x; buf = d at first use, then μ·buf + (1 − damp)·d;
+    step along buf (or d + μ·buf with Nesterov)."""
+    lr, mu, wd = 0.2, 0.9, 0.05
+    damp = 0.0 if nesterov else 0.25
+    d = Driver(quad_doc("gd", lr=lr, momentum=mu, weight_decay=wd, dampening=damp, nesterov=nesterov))
+    x, buf = list(X0), None
+    for _ in range(4):
+        dd = axpy(mean([grad(i, x) for i in range(3)]), wd, x)
+        buf = list(dd) if buf is None else axpy([mu * b for b in buf], 1 - damp, dd)
+        direction = axpy(dd, mu, buf) if nesterov else buf
+        x = axpy(x, -lr, direction)
+        d.step()
+        close(d.state.x, x)
+        close(d.state.buf, buf)
+    # first step by hand (no Nesterov): buf = ḡ + wd·x^0 = (3.25/3 + 0.025, −4.25/3 − 0.025)
+    if not nesterov:
+        d0 = Driver(quad_doc("gd", lr=lr, momentum=mu, weight_decay=wd, dampening=damp))
+        d0.step()
+        close(d0.state.buf, [3.25 / 3 + 0.025, -4.25 / 3 - 0.025])
+
+
 # -- naive Clip-GD, client and server side ------------------------------------------------------------------
 def test_clip_gd_client_side_step() -> None:
     d = Driver(quad_doc("clip-gd", lr=0.4, tau=2.0))
@@ -146,6 +169,18 @@ def test_server_side_clip_step(name: str) -> None:
     x2 = axpy(x1, -0.4, clipv(mean([grad(i, x1) for i in range(3)]), 1.0))
     d.step()
     close(d.model(), x2)
+
+
+@pytest.mark.parametrize(("name", "extra"), [("clip-gd", {}), ("clip-gd", {"clip_at": "server"}),
+                                            ("naive-parallel-clip", {})])
+def test_official_mode_only_adds_a_no_op_average(name: str, extra: dict[str, Any]) -> None:
+    plain = Driver(quad_doc(name, lr=0.4, tau=1.0, **extra))
+    official = Driver(quad_doc(name, lr=0.4, tau=1.0, official=True, **extra))
+    for _ in range(5):
+        plain.step()
+        official.step()
+        torch.testing.assert_close(official.model(), plain.model(), rtol=1e-14, atol=1e-15)
+    assert official.counter["comm_rounds"] == 2 * plain.counter["comm_rounds"] == 10
 
 
 # -- Clip21 --------------------------------------------------------------------------------------------------
@@ -356,7 +391,9 @@ def test_celgc_max_is_min_of_local_and_global_coefficients() -> None:
         dd.step()
     length = {k: torch.linalg.vector_norm(dd.state.X - torch.tensor(X0, dtype=F64), dim=1)
               for k, dd in (("max", d_max), ("local", d_loc), ("global", d_glob))}
-    assert bool((length["max"] <= torch.minimum(length["local"], length["global"]) * (1 + 1e-14)).all())
+    # coef_max = min(coef_local, coef_global) along the same direction: the max step is the shorter of the two
+    torch.testing.assert_close(length["max"], torch.minimum(length["local"], length["global"]), rtol=1e-14, atol=0.0)
+    assert not torch.equal(length["local"], length["global"])
 
 
 def test_celgc_averaging_comes_first() -> None:
