@@ -7,6 +7,7 @@ Errors in the input (config, data, a diverging run) print one line on stderr and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the experiment of CONFIG (TOML). A config with [[sweep]] entries runs each of them into "
         "its own sub-directory, prints a comparison table and writes plots.",
     )
-    run.add_argument("config", type=Path, help="TOML config file (see examples/ and the README's config reference)")
+    run.add_argument("config", type=Path, nargs="?",
+                     help="TOML config file (see examples/ and the README's config reference)")
+    run.add_argument("--resume", type=Path, metavar="DIR",
+                     help="continue the run in DIR from its checkpoint.pt (config from DIR/config.toml)")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="write DIR/checkpoint.pt every N steps (sets run.checkpoint_every)")
     run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
     run.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -110,17 +116,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .plotting import plot_runs
     from .runner import default_name, run, run_sweep, timestamped
 
-    cfg = load(args.config, args.overrides)
+    if (args.config is None) == (args.resume is None):
+        raise DistclipError("give a CONFIG to start a run, or --resume DIR to continue one (not both)")
+    overrides = list(args.overrides)
+    if args.checkpoint_every is not None:
+        overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
+    cfg = load(args.config or args.resume / "config.toml", overrides)
     name = cfg.run.name or (args.config.stem if cfg.sweep else default_name(cfg))
-    out = args.out or timestamped("runs", name)
-    progress = not args.quiet and sys.stderr.isatty()
+    out = args.resume or args.out or timestamped("runs", name)
+    lead = _rank() == 0  # under torchrun only rank 0 prints and plots
+    progress = lead and not args.quiet and sys.stderr.isatty()
     if not cfg.sweep:
-        result = run(cfg, out, progress=progress)
-        if not args.quiet:
+        result = run(cfg, out, progress=progress, resume=args.resume is not None)
+        out = result.out_dir or out
+        if lead and not args.quiet:
             print(format_table([result]))
-        if not args.no_plot:
+        if lead and not args.no_plot:
             plot_runs([(result.label, result.metrics)], out / "plots" / "convergence.png", result.label)
-        print(f"wrote {out}")
+        if lead:
+            print(f"wrote {out}")
         return 0
 
     def announce(result: Any) -> None:
@@ -130,7 +144,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(f"  {result.label}: |grad f|^2 = {_fmt(final['grad_norm_sq'])} after {final['step']} steps",
                   file=sys.stderr)
 
-    results = run_sweep(cfg, out, progress=progress, on_result=announce)
+    results = run_sweep(cfg, out, progress=progress, on_result=announce if lead else None)
+    if not lead:
+        return 0
     table = format_table(results)
     (out / "table.txt").write_text(table + "\n", encoding="utf-8")
     if not args.quiet:
@@ -177,6 +193,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _cmd_run, "plot": _cmd_plot, "list": _cmd_list}[args.command]
@@ -185,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     except DistclipError as e:
         if args.debug:
             raise
-        print(f"distclip: error: {e}", file=sys.stderr)
+        where = f"[rank {_rank()}] " if "WORLD_SIZE" in os.environ else ""
+        print(f"distclip: error: {where}{e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("distclip: interrupted; everything logged so far is kept", file=sys.stderr)

@@ -85,6 +85,10 @@ class RunConfig:
     dtype: str = field(default="float64", metadata={"help": "float64 | float32"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
     name: str | None = field(default=None, metadata={"help": "run name (default: algorithm and problem)"})
+    engine: str = field(default="auto", metadata={"help": "simulator | distributed | auto (torchrun)"})
+    backend: str = field(default="auto", metadata={"help": "auto (nccl on cuda) | gloo | nccl"})
+    timeout_s: float = field(default=300.0, metadata={"help": "collective timeout: a hung worker fails after this"})
+    checkpoint_every: int = field(default=0, metadata={"help": "write checkpoint.pt every N steps (0: never)"})
 
 
 @dataclass
@@ -328,6 +332,12 @@ def validate(cfg: Config) -> None:
     if r.log_every < 1:
         raise DistclipError(f"run.log_every = {r.log_every} must be >= 1")
     _choice("run.dtype", r.dtype, ("float64", "float32"))
+    _choice("run.engine", r.engine, ("auto", "simulator", "distributed"))
+    _choice("run.backend", r.backend, ("auto", "gloo", "nccl"))
+    if not r.timeout_s > 0:
+        raise DistclipError(f"run.timeout_s = {r.timeout_s} must be > 0")
+    if r.checkpoint_every < 0:
+        raise DistclipError(f"run.checkpoint_every = {r.checkpoint_every} must be >= 0 (0: no checkpoints)")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
         raise DistclipError(f"run.device = {r.device!r} is not allowed; use cpu, cuda or cuda:N")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,13 +16,15 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, checkpoint
 from .algorithms import ALGORITHMS, Context, Hyper
 from .compressors import Compressor
 from .config import Config, expand, from_dict, load, lr_factor, to_toml
 from .data.libsvm import load_dataset
 from .data.partition import partition
-from .engine.loop import NonFinite, train
+from .engine.distributed import TorchDistributed, agree, broadcast, launched
+from .engine.distributed import init as init_distributed
+from .engine.loop import NonFinite, Progress, train
 from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
@@ -57,10 +60,10 @@ def _x0(value: float | list[float], dim: int, dtype: torch.dtype, device: torch.
     return torch.full((dim,), float(value), dtype=dtype, device=device)
 
 
-def build_problem(cfg: Config) -> Problem:
-    """The problem of ``cfg`` (data loaded, partitioned, on the configured dtype and device)."""
+def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
+    """The problem of ``cfg`` (data loaded, partitioned) in its dtype, on ``device`` or ``run.device``."""
     p = cfg.problem
-    dtype, device = getattr(torch, cfg.run.dtype), _device(cfg.run.device)
+    dtype, device = getattr(torch, cfg.run.dtype), device or _device(cfg.run.device)
     if p.kind == "quadratic":
         centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
@@ -115,9 +118,14 @@ def default_name(cfg: Config) -> str:
     return cfg.run.name or f"{cfg.algorithm.name}-{data}"
 
 
-def _prepare_out(out: Path) -> Path:
-    if (out / "metrics.jsonl").exists():
-        raise DistclipError(f"{out} already holds a run (metrics.jsonl); choose another --out or remove it")
+def timestamped(base: str | Path, name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(base) / f"{name}-{stamp}"
+
+
+def _prepare_out(out: Path, continuing: bool) -> Path:
+    if not continuing and (out / "metrics.jsonl").exists():
+        raise DistclipError(f"{out} already holds a run (metrics.jsonl); choose another --out, or --resume it")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -125,28 +133,80 @@ def _prepare_out(out: Path) -> Path:
     return out
 
 
+def _restarted() -> bool:
+    """Whether torchrun restarted this worker group after a failure (``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+
+
+def _setup(cfg: Config) -> tuple[Problem, Transport]:
+    """Problem and transport for this process; in distributed mode every rank agrees or all fail."""
+    distributed = cfg.run.engine == "distributed" or (cfg.run.engine == "auto" and launched())
+    if not distributed:
+        problem = build_problem(cfg)
+        return problem, InProcess(problem.n_clients, problem.x0().device)
+    device = init_distributed(cfg.run.backend, cfg.run.device, cfg.run.timeout_s)
+    error, problem = None, None
+    try:
+        problem = build_problem(cfg, device)
+    except DistclipError as e:
+        error = str(e)
+    agree(error)
+    mine = to_toml(cfg)
+    reference = broadcast(mine)
+    agree(None if mine == reference else "config differs from rank 0's; launch every rank with the same config")
+    return problem, TorchDistributed(problem.n_clients, device, cfg.run.timeout_s)
+
+
 def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
-        progress: bool = False, label: str = "") -> RunResult:
-    """Run one experiment. With ``out`` set, write config.toml, metrics.jsonl and summary.json there."""
+        progress: bool = False, label: str = "", resume: bool = False) -> RunResult:
+    """Run one experiment, in this process or as one rank of a ``torch.distributed`` job.
+
+    With ``out`` set, rank 0 writes config.toml, metrics.jsonl, summary.json (and checkpoint.pt every
+    ``run.checkpoint_every`` steps) there. ``resume=True`` continues the run in ``out`` from its
+    checkpoint (or from the start if it has none) without duplicating logged steps; a worker group
+    restarted by torchrun does this by itself.
+    """
     cfg = config if isinstance(config, Config) else from_dict(config) if isinstance(config, dict) else load(config)
     if cfg.sweep:
         raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
-    problem = build_problem(cfg)
-    transport = InProcess(problem.n_clients, problem.x0().device)
+    problem, transport = _setup(cfg)
+    writer_rank = transport.rank == 0
     ctx, facts = build_context(cfg, problem, transport)
     rules = ALGORITHMS[cfg.algorithm.name].rules
-    rows: list[dict[str, Any]] = []
-    writer = None
-    out_dir = None
-    if out is not None:
-        out_dir = _prepare_out(Path(out))
-        (out_dir / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
-        writer = MetricsWriter(out_dir / "metrics.jsonl")
+    out_dir = None if out is None else Path(transport.broadcast(str(out)))
+    continuing = resume or (_restarted() and out_dir is not None and (out_dir / "metrics.jsonl").exists())
+    payload, rows, done, error = None, [], -1, None
+    if out_dir is not None and writer_rank:
+        try:
+            _prepare_out(out_dir, continuing)
+            if continuing:
+                payload = checkpoint.read(out_dir)
+                if payload is not None and payload["config"] != to_toml(cfg):
+                    raise DistclipError(f"{out_dir / checkpoint.NAME} was written with another config; "
+                                        "resume with the run's own config.toml")
+                if (out_dir / "metrics.jsonl").exists():
+                    rows = read_metrics(out_dir / "metrics.jsonl")
+                    done = rows[-1]["step"] if rows else -1
+            (out_dir / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
+        except DistclipError as e:
+            error = str(e)
+    transport.agree(error)
+    payload = transport.broadcast(payload)
+    resumed = None
+    if payload is not None:
+        resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device)
+        rows = [r for r in rows if r["step"] <= resumed[1].step]
+    writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
 
     def log(row: dict[str, Any]) -> None:
         rows.append(row)
-        if writer is not None:
+        if writer is not None and row["step"] > done:
             writer.write(row)
+
+    def save(state: Any, progress: Progress) -> None:
+        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__)
+        if snap is not None and out_dir is not None:
+            checkpoint.write(out_dir, snap)
 
     summary: dict[str, Any] = {
         "label": label or default_name(cfg),
@@ -154,6 +214,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         "version": __version__,
         "torch": torch.__version__,
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "engine": type(transport).__name__,
+        "world_size": transport.world,
         "problem": problem.info(),
         "n_clients": problem.n_clients,
         "rows_dropped": problem.info().get("rows_dropped", 0),
@@ -161,33 +223,43 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     }
     t0 = time.perf_counter()
     try:
-        state, run_facts = train(rules, ctx, problem, cfg.run.steps, cfg.run.log_every, log, progress)
+        state, prog = train(
+            rules, ctx, problem, cfg.run.steps, cfg.run.log_every, log, evaluate=writer_rank,
+            progress=progress and writer_rank, resume=resumed,
+            checkpoint=save if out_dir is not None else None, checkpoint_every=cfg.run.checkpoint_every,
+        )
     except NonFinite as e:
         summary.update(status="diverged", error=str(e), final=rows[-1] if rows else None)
-        if out_dir is not None:
+        if out_dir is not None and writer_rank:
             write_json_atomic(out_dir / "summary.json", summary)
             raise DistclipError(f"{e} (metrics up to step {rows[-1]['step']} kept in {out_dir})") from None
         raise
     finally:
         if writer is not None:
             writer.close()
-    summary.update(status="ok", final=rows[-1], total_s=time.perf_counter() - t0, **run_facts)
+    summary.update(status="ok", final=rows[-1] if rows else None, total_s=time.perf_counter() - t0,
+                   last_clip_step=prog.last_clip, steps_done=prog.step,
+                   resumed_from=resumed[1].step if resumed else None)
     model = rules.model(state, ctx)
-    if out_dir is not None:
+    if out_dir is not None and writer_rank:
         write_json_atomic(out_dir / "summary.json", summary)
     return RunResult(cfg, rows, summary, model, out_dir, summary["label"])
 
 
-def timestamped(base: str | Path, name: str) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(base) / f"{name}-{stamp}"
-
-
 def run_sweep(cfg: Config, out: str | Path, *, progress: bool = False,
               on_result: Any = None) -> list[RunResult]:
-    """Run every run of a ``[[sweep]]`` config into ``out/<label>``; ``on_result`` sees each result."""
-    out = _prepare_out(Path(out))
-    (out / "sweep.toml").write_text(to_toml(cfg), encoding="utf-8")
+    """Run every run of a ``[[sweep]]`` config into ``out/<label>``; ``on_result`` sees each result.
+
+    Under torchrun every rank calls this; only rank 0 writes. A restarted worker group continues
+    each run where its files leave off (see :func:`run`).
+    """
+    out = Path(out)
+    if os.environ.get("RANK", "0") == "0":
+        _prepare_out(out, continuing=True)
+        if not (out / "sweep.toml").exists():
+            (out / "sweep.toml").write_text(to_toml(cfg), encoding="utf-8")
+        elif not _restarted():
+            raise DistclipError(f"{out} already holds a sweep; choose another --out")
     results = []
     for label, sub in expand(cfg):
         result = run(sub, out / label, progress=progress, label=label)

@@ -18,12 +18,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 from torch import Tensor
 
 from ..compressors import Compressor
 from ..engine.transport import Transport
 from ..problems.base import ClientOracle
+
+
+def per_client(**kwargs: Any) -> Any:
+    """A state field with a leading client dimension: gathered into checkpoints, split on resume."""
+    return field(metadata={"per_client": True}, **kwargs)
+
+
+def is_per_client(f: Any) -> bool:
+    return bool(f.metadata.get("per_client"))
 
 
 @dataclass(frozen=True)

@@ -19,20 +19,20 @@ from torch import Tensor
 
 from ..clipping import scale
 from ..schedule import Every
-from .base import Context, StepInfo
+from .base import Context, StepInfo, per_client
 from .momentum import sgd_direction
 
 
 @dataclass(frozen=True)
 class State:
-    X: Tensor  # local models [n_block, d]
-    buf: Tensor | None  # momentum buffers [n_block, d], created at first use
     G: Tensor  # stale global gradient norm Ĝ (0-dim), starts at 0
+    X: Tensor = per_client()  # local models [n_block, d]
+    buf: Tensor | None = per_client(default=None)  # momentum buffers [n_block, d], created at first use
 
 
 def init(ctx: Context) -> tuple[State, StepInfo]:
     n = len(ctx.transport.clients)
-    return State(ctx.x0.expand(n, -1).clone(), None, ctx.x0.new_zeros(())), StepInfo()
+    return State(G=ctx.x0.new_zeros(()), X=ctx.x0.expand(n, -1).clone()), StepInfo()
 
 
 def local_clipped_step(state: State, ctx: Context, t: int, gamma: Tensor) -> tuple[State, StepInfo]:
@@ -57,7 +57,7 @@ def local_clipped_step(state: State, ctx: Context, t: int, gamma: Tensor) -> tup
         coef = gamma / (1e-10 + n)
         lr = torch.clamp(coef, max=hp.lr)
         clipped = coef < hp.lr
-    return State(X - lr.unsqueeze(1) * d, buf, G), StepInfo(clipped)
+    return State(G=G, X=X - lr.unsqueeze(1) * d, buf=buf), StepInfo(clipped)
 
 
 def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:

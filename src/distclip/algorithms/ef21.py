@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .base import Context, StepInfo
+from .base import Context, StepInfo, per_client
 
 #: C: client rows ``[n, d]`` -> (C(rows), per-client clip flags or None)
 Operator = Callable[[Tensor], tuple[Tensor, Tensor | None]]
@@ -27,7 +27,7 @@ Signal = Callable[[Tensor, int], Tensor]
 @dataclass(frozen=True)
 class State:
     x: Tensor  # server model [d]
-    mem: Tensor  # client memories g_i [n_block, d]
+    mem: Tensor = per_client()  # client memories g_i [n_block, d]
     agg: Tensor  # server aggregate g = mean_i g_i [d]
 
 

@@ -1,8 +1,10 @@
-"""The training loop, top to bottom: init, step, log, stop on non-finite values.
+"""The training loop, top to bottom: init (or resume), step, log, checkpoint, stop on NaN/Inf.
 
 The loop runs any algorithm's rules (see :mod:`distclip.algorithms.base`) over any transport; it
-never branches on the algorithm or the problem. Logging evaluates f and ‖∇f‖² at the algorithm's
-model and costs no communication; ``wall_s`` counts the time spent in algorithm steps only.
+never branches on the algorithm or the problem, nor on the transport. Logging evaluates f and ‖∇f‖²
+at the algorithm's model and costs no counted communication; ``wall_s`` is the time spent in
+algorithm steps only. Clip counts and non-finite alarms are tallied per process and combined at
+logged steps (one uncounted ``status`` exchange), so unlogged steps add no collective.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -25,19 +28,29 @@ class NonFinite(DistclipError):
     """A NaN or Inf appeared in the algorithm's state."""
 
 
-def _clip_frac(info: StepInfo, ctx: Context) -> float:
-    if info.clipped is None:
-        return 0.0
-    return float(ctx.transport.observe(info.clipped.to(ctx.x0.dtype).unsqueeze(1)))
+@dataclass
+class Progress:
+    """The loop's own state (saved in checkpoints). Counts are of the clients held here."""
+
+    step: int = 0
+    wall: float = 0.0
+    last_clip: int = -1  # last step with a clipped message (all clients, as of the latest log)
+    local_last_clip: int = -1
+    count_sum: int = 0  # clipped (client, step) pairs since the previous log
+    steps_since_log: int = 0
+    first_bad: int = -1  # first step at which this process held NaN/Inf
 
 
-def _check_finite(state: Any, step: int) -> None:
+def _clipped(info: StepInfo) -> int:
+    return 0 if info.clipped is None else int(info.clipped.sum())
+
+
+def _nonfinite_field(state: Any) -> str | None:
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
-            raise NonFinite(
-                f"NaN or Inf in {f.name} at step {step}: the run diverged; lower algorithm.lr or clip harder"
-            )
+            return f.name
+    return None
 
 
 def train(
@@ -47,54 +60,93 @@ def train(
     steps: int,
     log_every: int,
     log: Callable[[dict[str, Any]], None],
+    *,
+    evaluate: bool = True,
     progress: bool = False,
-) -> tuple[Any, dict[str, Any]]:
-    """Run ``steps`` server steps; call ``log`` at step 0, every ``log_every`` steps and at the end.
+    resume: tuple[Any, Progress] | None = None,
+    checkpoint: Callable[[Any, Progress], None] | None = None,
+    checkpoint_every: int = 0,
+) -> tuple[Any, Progress]:
+    """Run server steps up to ``steps``; call ``log`` at step 0, every ``log_every`` steps and at the end.
 
-    Returns the final state and run facts (``last_clip_step``: the last step whose messages were
-    clipped, -1 if none; ``steps_done``).
+    ``resume`` = (state, progress) continues a checkpointed run; ``checkpoint(state, progress)`` is
+    called every ``checkpoint_every`` steps. Only a process with ``evaluate`` computes f and ∇f.
     """
-    counter = ctx.transport.counter
-    wall = 0.0
-    last_clip = -1
-    frac_sum, frac_n = 0.0, 0
+    tr = ctx.transport
+    bad_field: str | None = None
 
-    def record(step: int, frac: float) -> None:
+    def check(state: Any, p: Progress, step: int) -> None:
+        nonlocal bad_field
+        if p.first_bad < 0:
+            bad_field = _nonfinite_field(state)
+            if bad_field is not None:
+                p.first_bad = step
+                tr.flag_nonfinite()
+
+    def sync(p: Progress, count_now: int) -> tuple[int, int]:
+        """Combine the processes' tallies; raise on every process if any held NaN/Inf."""
+        row = torch.tensor([count_now, p.count_sum, p.local_last_clip, p.first_bad], dtype=torch.float64,
+                           device=ctx.x0.device)
+        table = tr.status(row).cpu()
+        bad = [(r, int(s)) for r, s in enumerate(table[:, 3].tolist()) if s >= 0]
+        if bad:
+            step = min(s for _, s in bad)
+            where = f"in {bad_field} " if bad_field and p.first_bad == step else ""
+            ranks = "" if tr.world == 1 else f" on rank {', '.join(str(r) for r, s in bad if s == step)}"
+            raise NonFinite(
+                f"NaN or Inf {where}at step {step}{ranks}: the run diverged; lower algorithm.lr or clip harder"
+            )
+        p.last_clip = int(table[:, 2].max())
+        return int(table[:, 0].sum()), int(table[:, 1].sum())
+
+    def record(state: Any, p: Progress, count_now: int) -> None:
+        now, total = sync(p, count_now)
         x = rules.model(state, ctx)
-        loss = problem.loss(x)
-        g = problem.grad(x)
-        log({
-            "step": step,
-            "loss": loss,
-            "grad_norm_sq": float(g @ g),
-            **counter.as_dict(),
-            "clip_frac": frac,
-            "clip_frac_mean": frac_sum / frac_n if frac_n else frac,
-            "wall_s": wall,
-        })
+        n = tr.n_clients
+        if evaluate:
+            g = problem.grad(x)
+            log({
+                "step": p.step,
+                "loss": problem.loss(x),
+                "grad_norm_sq": float(g @ g),
+                **tr.counter.as_dict(),
+                "clip_frac": now / n,
+                "clip_frac_mean": total / (n * p.steps_since_log) if p.steps_since_log else now / n,
+                "wall_s": p.wall,
+            })
+        p.count_sum, p.steps_since_log = 0, 0
 
-    start = time.perf_counter()
-    state, info = rules.init(ctx)
-    wall += time.perf_counter() - start
-    frac = _clip_frac(info, ctx)
-    last_clip = 0 if frac > 0 else -1
-    _check_finite(state, 0)
-    record(0, frac)
-    bar = tqdm(total=steps, disable=not progress, delay=2.0, unit="step", leave=False)
+    if resume is None:
+        p = Progress()
+        start = time.perf_counter()
+        state, info = rules.init(ctx)
+        p.wall += time.perf_counter() - start
+        count = _clipped(info)
+        p.local_last_clip = 0 if count else -1
+        check(state, p, 0)
+        record(state, p, count)
+    else:
+        state, p = resume
+    bar = tqdm(total=steps, initial=p.step, disable=not progress, delay=2.0, unit="step", leave=False)
     try:
-        for t in range(steps):
+        for t in range(p.step, steps):
             start = time.perf_counter()
             state, info = rules.step(state, ctx, t)
-            wall += time.perf_counter() - start
-            frac = _clip_frac(info, ctx)
-            frac_sum, frac_n = frac_sum + frac, frac_n + 1
-            if frac > 0:
-                last_clip = t + 1
-            _check_finite(state, t + 1)
+            p.wall += time.perf_counter() - start
+            p.step = t + 1
+            count = _clipped(info)
+            p.count_sum += count
+            p.steps_since_log += 1
+            if count:
+                p.local_last_clip = t + 1
+            check(state, p, t + 1)
             if (t + 1) % log_every == 0 or t + 1 == steps:
-                record(t + 1, frac)
-                frac_sum, frac_n = 0.0, 0
+                record(state, p, count)
+            elif tr.alarm:
+                sync(p, count)
+            if checkpoint is not None and checkpoint_every and (t + 1) % checkpoint_every == 0:
+                checkpoint(state, p)
             bar.update()
     finally:
         bar.close()
-    return state, {"last_clip_step": last_clip, "steps_done": steps}
+    return state, p

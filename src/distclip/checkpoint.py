@@ -1,0 +1,95 @@
+"""Checkpoints: the full state of a run, written atomically by rank 0, readable by any world size.
+
+A checkpoint holds the server state and **all** clients' states (per-client fields gathered from
+every rank into ``[N, ...]`` stacks), the loop's progress and tallies, the communication counters,
+the config it was written with and the package version. There is no generator state to save:
+minibatches and Top-k ties are pure functions of (seed, client id, step). Written to a temporary
+file, fsynced, then renamed over ``checkpoint.pt``, so a crash never leaves a partial checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from .algorithms.base import is_per_client
+from .engine.loop import Progress
+from .engine.transport import CommCounter, Transport
+from .errors import DistclipError
+
+NAME = "checkpoint.pt"
+FORMAT = 1
+
+
+def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: str, version: str) -> dict | None:
+    """The checkpoint payload on rank 0 (None elsewhere). A collective: every rank must call it."""
+    fields = {}
+    for f in dataclasses.fields(state):
+        value = getattr(state, f.name)
+        if value is not None and is_per_client(f):
+            value = transport.gather_clients(value)
+        fields[f.name] = None if value is None else value.detach().cpu()
+    row = torch.tensor([progress.count_sum, progress.local_last_clip], dtype=torch.float64)
+    table = transport.status(row.to(transport.clients.device)).cpu()
+    if transport.rank != 0:
+        return None
+    prog = dataclasses.asdict(progress)
+    prog.update(count_sum=int(table[:, 0].sum()), local_last_clip=int(table[:, 1].max()))
+    return {
+        "format": FORMAT, "version": version, "config": config_toml, "state": fields, "progress": prog,
+        "counter": transport.counter.as_dict(),
+    }
+
+
+def write(directory: Path, payload: dict) -> Path:
+    path = directory / NAME
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{NAME}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read(directory: Path) -> dict | None:
+    path = directory / NAME
+    if not path.exists():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a damaged file: say which and how to proceed
+        raise DistclipError(
+            f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to restart the run"
+        ) from None
+    if payload.get("format") != FORMAT:
+        raise DistclipError(f"checkpoint {path} has format {payload.get('format')}, expected {FORMAT}")
+    return payload
+
+
+def restore(payload: dict, rules: ModuleType, transport: Transport, device: torch.device) -> tuple[Any, Progress]:
+    """Rebuild (state, progress) for the clients held here from a payload written at any world size."""
+    fields = {}
+    lo = int(transport.clients[0]) if len(transport.clients) else 0
+    hi = lo + len(transport.clients)
+    for f in dataclasses.fields(rules.State):
+        value = payload["state"][f.name]
+        if value is not None:
+            value = value[lo:hi] if is_per_client(f) else value
+            value = value.to(device)
+        fields[f.name] = value
+    prog = Progress(**payload["progress"])
+    if transport.rank != 0:  # the tallies were summed over ranks when saved: keep them once
+        prog.count_sum = 0
+    transport.counter = CommCounter(**payload["counter"])
+    return rules.State(**fields), prog

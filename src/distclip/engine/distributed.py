@@ -1,0 +1,160 @@
+"""The ``torch.distributed`` transport: each rank holds a contiguous block of clients.
+
+Block assignment: with N clients on W ranks, rank r holds clients ⌊rN/W⌋ .. ⌊(r+1)N/W⌋ − 1, so
+blocks differ by at most one client (N = 20, W = 3: 6, 7, 7 clients). Client data and randomness
+depend only on (seed, client id, step), never on the rank, so results do not depend on placement.
+
+``mean`` sums the block locally and does **one** ``all_reduce`` of the flattened sum (plus one float
+carrying the non-finite alarm); Top-k messages travel as k values and k indices per client through
+``all_gather``. Backend: NCCL for CUDA tensors, gloo otherwise (``run.backend`` overrides). A failed
+or timed-out collective raises a one-line :class:`DistclipError` naming the rank.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ..errors import DistclipError
+from .transport import CommCounter
+
+
+def block(n_clients: int, rank: int, world: int) -> tuple[int, int]:
+    """Clients ``[lo, hi)`` held by ``rank`` out of ``world``."""
+    return rank * n_clients // world, (rank + 1) * n_clients // world
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher setting RANK/WORLD_SIZE)."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init(backend: str, device: str, timeout_s: float) -> torch.device:
+    """Join the process group (env:// from torchrun) once; return this rank's device."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank if dev.index is None else dev.index)
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        chosen = ("nccl" if dev.type == "cuda" else "gloo") if backend == "auto" else backend
+        try:
+            dist.init_process_group(chosen, timeout=_dt.timedelta(seconds=timeout_s))
+        except (RuntimeError, ValueError) as e:
+            raise DistclipError(f"cannot join the torch.distributed group ({chosen}): {_first_line(e)}") from None
+    return dev
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def _collective(what: str, fn: Any, *args: Any, timeout_s: float | None = None, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as e:
+        limit = f"past run.timeout_s = {timeout_s:g}" if timeout_s else "past the collective timeout"
+        raise DistclipError(
+            f"rank {dist.get_rank()}: collective {what} failed ({_first_line(e)}); another worker died or hung {limit}"
+        ) from None
+
+
+def broadcast(obj: Any) -> Any:
+    """``obj`` as rank 0 has it, on every rank."""
+    box = [obj]
+    _collective("broadcast", dist.broadcast_object_list, box, src=0)
+    return box[0]
+
+
+def agree(error: str | None) -> None:
+    """Raise the same one-line error on every rank if any rank has one (naming the first such rank)."""
+    errors: list[str | None] = [None] * dist.get_world_size()
+    _collective("all_gather_object", dist.all_gather_object, errors, error)
+    bad = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if bad:
+        r, e = bad[0]
+        more = f" (and {len(bad) - 1} more ranks)" if len(bad) > 1 else ""
+        raise DistclipError(f"rank {r}: {e}{more}")
+
+
+class TorchDistributed:
+    def __init__(self, n_clients: int, device: torch.device, timeout_s: float) -> None:
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        if self.world > n_clients:
+            raise DistclipError(
+                f"{self.world} ranks but only {n_clients} clients; use at most {n_clients} processes"
+            )
+        self.n_clients = n_clients
+        self.device = device
+        self.timeout_s = timeout_s
+        lo, hi = block(n_clients, self.rank, self.world)
+        self.clients = torch.arange(lo, hi, device=device)
+        self.sizes = [block(n_clients, r, self.world)[1] - block(n_clients, r, self.world)[0]
+                      for r in range(self.world)]
+        self.counter = CommCounter()
+        self.alarm = False
+        self._flag = 0.0
+
+    def _run(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return _collective(what, fn, *args, timeout_s=self.timeout_s, **kwargs)
+
+    # -- counted ----------------------------------------------------------------------------------
+    def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
+        self.counter.record(t[0].numel(), t.element_size(), down, sparse_k)
+        if sparse_k is not None:
+            return self._sparse_mean(t, sparse_k)
+        buf = torch.cat([t.reshape(len(t), -1).sum(dim=0), t.new_full((1,), self._flag)])
+        self._run("all_reduce", dist.all_reduce, buf)
+        self.alarm = self.alarm or bool(buf[-1] > 0)
+        return (buf[:-1] / self.n_clients).view(t.shape[1:])
+
+    def _sparse_mean(self, t: Tensor, k: int) -> Tensor:
+        rows = t.reshape(len(t), -1)
+        idx = torch.sort(rows.abs(), dim=1, descending=True, stable=True).indices[:, :k]
+        vals = rows.gather(1, idx)
+        pad = max(self.sizes) - len(rows)
+        vals = torch.cat([vals, vals.new_zeros(pad, k)]).reshape(-1)
+        idx = torch.cat([idx, idx.new_zeros(pad, k)])
+        vals = torch.cat([vals, vals.new_full((1,), self._flag)])
+        all_vals = [torch.empty_like(vals) for _ in range(self.world)]
+        all_idx = [torch.empty_like(idx) for _ in range(self.world)]
+        self._run("all_gather", dist.all_gather, all_vals, vals)
+        self._run("all_gather", dist.all_gather, all_idx, idx)
+        self.alarm = self.alarm or any(bool(v[-1] > 0) for v in all_vals)
+        out = rows.new_zeros(rows.shape[1])
+        for v, i in zip(all_vals, all_idx, strict=True):
+            out.index_add_(0, i.reshape(-1), v[:-1])
+        return (out / self.n_clients).view(t.shape[1:])
+
+    # -- uncounted bookkeeping --------------------------------------------------------------------
+    def observe(self, t: Tensor) -> Tensor:
+        buf = t.reshape(len(t), -1).sum(dim=0)
+        self._run("all_reduce", dist.all_reduce, buf)
+        return (buf / self.n_clients).view(t.shape[1:])
+
+    def flag_nonfinite(self) -> None:
+        self._flag = 1.0
+
+    def status(self, row: Tensor) -> Tensor:
+        rows = [torch.empty_like(row) for _ in range(self.world)]
+        self._run("all_gather", dist.all_gather, rows, row)
+        return torch.stack(rows)
+
+    def gather_clients(self, t: Tensor) -> Tensor:
+        pad = max(self.sizes) - len(t)
+        padded = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t.contiguous()
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        self._run("all_gather", dist.all_gather, parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, self.sizes, strict=True)])
+
+    def broadcast(self, obj: Any) -> Any:
+        return broadcast(obj)
+
+    def agree(self, error: str | None) -> None:
+        agree(error)
