@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         where = f"[rank {_rank()}] " if "WORLD_SIZE" in os.environ else ""
-        print(f"distclip: error: {where}{e}", file=sys.stderr)
+        sys.stderr.write(f"distclip: error: {where}{e}\n")  # one write: ranks share the terminal
+        sys.stderr.flush()
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("distclip: interrupted; everything logged so far is kept", file=sys.stderr)

@@ -10,6 +10,7 @@ import datetime as _dt
 import math
 import os
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,13 @@ def _prepare_out(out: Path, continuing: bool) -> Path:
     return out
 
 
+def same_run(config_toml: str, cfg: Config) -> bool:
+    """Whether a checkpoint's config describes ``cfg``'s run, up to its length (``run.steps``)."""
+    other = from_dict(tomllib.loads(config_toml))
+    other.run.steps = cfg.run.steps
+    return to_toml(other) == to_toml(cfg)
+
+
 def _restarted() -> bool:
     """Whether torchrun restarted this worker group after a failure (``--max-restarts``)."""
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
@@ -181,7 +189,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
             _prepare_out(out_dir, continuing)
             if continuing:
                 payload = checkpoint.read(out_dir)
-                if payload is not None and payload["config"] != to_toml(cfg):
+                if payload is not None and not same_run(payload["config"], cfg):
                     raise DistclipError(f"{out_dir / checkpoint.NAME} was written with another config; "
                                         "resume with the run's own config.toml")
                 if (out_dir / "metrics.jsonl").exists():
@@ -196,6 +204,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     if payload is not None:
         resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device)
         rows = [r for r in rows if r["step"] <= resumed[1].step]
+        facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
 
     def log(row: dict[str, Any]) -> None:
@@ -238,8 +247,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         if writer is not None:
             writer.close()
     summary.update(status="ok", final=rows[-1] if rows else None, total_s=time.perf_counter() - t0,
-                   last_clip_step=prog.last_clip, steps_done=prog.step,
-                   resumed_from=resumed[1].step if resumed else None)
+                   last_clip_step=prog.last_clip, steps_done=prog.step)
     model = rules.model(state, ctx)
     if out_dir is not None and writer_rank:
         write_json_atomic(out_dir / "summary.json", summary)

@@ -43,11 +43,29 @@ def init(backend: str, device: str, timeout_s: float) -> torch.device:
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         chosen = ("nccl" if dev.type == "cuda" else "gloo") if backend == "auto" else backend
+        timeout = _dt.timedelta(seconds=timeout_s)
         try:
-            dist.init_process_group(chosen, timeout=_dt.timedelta(seconds=timeout_s))
+            if "TORCHELASTIC_RESTART_COUNT" in os.environ:
+                dist.init_process_group(chosen, store=_attempt_store(timeout), rank=int(os.environ["RANK"]),
+                                        world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
+            else:
+                dist.init_process_group(chosen, timeout=timeout)
         except (RuntimeError, ValueError) as e:
             raise DistclipError(f"cannot join the torch.distributed group ({chosen}): {_first_line(e)}") from None
     return dev
+
+
+def _attempt_store(timeout: _dt.timedelta) -> dist.Store:
+    """torchrun's store, under a prefix of its own for each restart attempt.
+
+    Without it a worker group restarted by ``--max-restarts`` reads the dead workers' gloo addresses
+    left in the store by the previous attempt and fails to connect (seen with torch 2.13).
+    """
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                          is_master=not agent and rank == 0, timeout=timeout)
+    return dist.PrefixStore(f"distclip/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", store)
 
 
 def _first_line(e: BaseException) -> str:
