@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distclip: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    finally:
+        from .engine.distributed import shutdown
+
+        shutdown()
 
 
 

@@ -6,6 +6,7 @@ Every test launches real gloo process groups with torchrun on loopback (bounded 
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,15 @@ def torchrun(world: int, cases: dict, tmp: Path, *extra: str, max_restarts: int 
            f"--max-restarts={max_restarts}", "--monitor-interval=0.5", str(ROOT / "tests/distributed/worker.py"),
            str(tmp / "cases.json"), str(tmp / "runs"), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and every worker it started
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def assert_same(rows: list[dict], expected: list[dict], rel: float) -> None:

@@ -63,7 +63,7 @@ def main() -> int:
             if r == rank:
                 argv += ["--set", kv]
         code = cli_main(argv) or code
-    return code
+    return code  # cli_main left the process group; the next run joins a new one
 
 
 if __name__ == "__main__":

@@ -45,27 +45,37 @@ def init(backend: str, device: str, timeout_s: float) -> torch.device:
         chosen = ("nccl" if dev.type == "cuda" else "gloo") if backend == "auto" else backend
         timeout = _dt.timedelta(seconds=timeout_s)
         try:
-            if "TORCHELASTIC_RESTART_COUNT" in os.environ:
-                dist.init_process_group(chosen, store=_attempt_store(timeout), rank=int(os.environ["RANK"]),
-                                        world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
-            else:
-                dist.init_process_group(chosen, timeout=timeout)
+            dist.init_process_group(chosen, store=_fresh_store(timeout), rank=int(os.environ["RANK"]),
+                                    world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout)
         except (RuntimeError, ValueError) as e:
             raise DistclipError(f"cannot join the torch.distributed group ({chosen}): {_first_line(e)}") from None
     return dev
 
 
-def _attempt_store(timeout: _dt.timedelta) -> dist.Store:
-    """torchrun's store, under a prefix of its own for each restart attempt.
+def shutdown() -> None:
+    """Leave the process group, if this process joined one (before exit: gloo aborts otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
-    Without it a worker group restarted by ``--max-restarts`` reads the dead workers' gloo addresses
-    left in the store by the previous attempt and fails to connect (seen with torch 2.13).
+
+_joins = 0  # process groups joined by this process (every rank joins the same number, in order)
+
+
+def _fresh_store(timeout: _dt.timedelta) -> dist.Store:
+    """The launcher's store (MASTER_ADDR:MASTER_PORT), under a prefix new to this attempt and join.
+
+    Without it a worker group restarted by torchrun's ``--max-restarts`` (or a second run in the same
+    processes) reads the gloo addresses that the previous group left in the store and fails to
+    connect (seen with torch 2.13).
     """
+    global _joins
+    _joins += 1
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
                           is_master=not agent and rank == 0, timeout=timeout)
-    return dist.PrefixStore(f"distclip/attempt_{os.environ['TORCHELASTIC_RESTART_COUNT']}", store)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"distclip/attempt_{attempt}/join_{_joins}", store)
 
 
 def _first_line(e: BaseException) -> str:
