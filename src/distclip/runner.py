@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 import os
 import time
@@ -195,6 +196,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
                 if (out_dir / "metrics.jsonl").exists():
                     rows = read_metrics(out_dir / "metrics.jsonl")
                     done = rows[-1]["step"] if rows else -1
+                if not label and (out_dir / "summary.json").exists():
+                    label = json.loads((out_dir / "summary.json").read_text()).get("label", "")
             (out_dir / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
         except DistclipError as e:
             error = str(e)
@@ -279,8 +282,6 @@ def run_sweep(cfg: Config, out: str | Path, *, progress: bool = False,
 
 def load_run(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Metrics and summary of a run directory written by :func:`run`."""
-    import json
-
     metrics = read_metrics(path / "metrics.jsonl")
     summary_path = path / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"label": path.name}
