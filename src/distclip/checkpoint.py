@@ -10,8 +10,7 @@ file, fsynced, then renamed over ``checkpoint.pt``, so a crash never leaves a pa
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import io
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -22,6 +21,7 @@ from .algorithms.base import is_per_client
 from .engine.loop import Progress
 from .engine.transport import CommCounter, Transport
 from .errors import DistclipError
+from .metrics import write_atomic
 
 NAME = "checkpoint.pt"
 FORMAT = 1
@@ -48,18 +48,10 @@ def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: 
 
 
 def write(directory: Path, payload: dict) -> Path:
-    path = directory / NAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{NAME}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    write_atomic(directory / NAME, buf.getvalue())
+    return directory / NAME
 
 
 def read(directory: Path) -> dict | None:

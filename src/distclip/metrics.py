@@ -45,16 +45,19 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, rename over ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
