@@ -140,3 +140,15 @@ def test_debug_shows_traceback(toy_config, tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_partition_command_prints_histograms(tmp_path, capsys):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[problem]\nkind = "logreg"\ndataset = "breast-cancer_scale"\n[partition]\nclients = 4\n'
+                   'scheme = "dirichlet"\nalpha = 0.2\n[algorithm]\nname = "gd"\nlr = 1.0\n')
+    code, stdout, _ = _run(["partition", cfg], capsys)
+    assert code == 0
+    assert "breast-cancer_scale: 683 rows, labels -1, 1" in stdout
+    assert "4 clients x 170 rows (dirichlet); 3 rows dropped" in stdout
+    assert "scheme = 'dirichlet'" in _error(["partition", cfg, "--set", 'partition.scheme="iid"'], capsys)
+    assert "no labelled rows" in _error(["partition", "examples/toy_example_1_1.toml"], capsys)

@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--title", default="", help="figure title")
     plot.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
+    part = sub.add_parser(
+        "partition", help="print each client's label histogram for a config's partition",
+        description="Load the config's dataset, split it into clients as the run would, and print every "
+        "client's label histogram and the number of rows dropped.",
+    )
+    part.add_argument("config", type=Path, help="TOML config file")
+    part.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="override a config value, e.g. --set partition.scheme=dirichlet --set partition.alpha=0.3")
+    part.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
     lst = sub.add_parser("list", help="list algorithms, problems, bundled datasets and options")
     lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
@@ -172,6 +182,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_partition(args: argparse.Namespace) -> int:
+    from .config import load
+    from .runner import build_partition
+
+    data, part = build_partition(load(args.config, args.overrides))
+    print(f"{data.name}: {data.n_rows} rows, labels {', '.join(f'{c:g}' for c in part.classes)}")
+    print(part.report())
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from .algorithms import ALGORITHMS
     from .clipping import KINDS as CLIPS
@@ -199,7 +219,7 @@ def _rank() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _cmd_run, "plot": _cmd_plot, "list": _cmd_list}[args.command]
+    command = {"run": _cmd_run, "plot": _cmd_plot, "partition": _cmd_partition, "list": _cmd_list}[args.command]
     try:
         return command(args)
     except DistclipError as e:

@@ -48,7 +48,9 @@ class ProblemConfig:
 @dataclass
 class PartitionConfig:
     clients: int = field(default=20, metadata={"help": "number of clients N"})
-    scheme: str = field(default="sorted", metadata={"help": "contiguous | sorted | iid"})
+    scheme: str = field(default="sorted", metadata={"help": "contiguous | sorted | iid | similarity | dirichlet"})
+    similarity: float | None = field(default=None, metadata={"help": "similarity scheme: share s in the common pool"})
+    alpha: float | None = field(default=None, metadata={"help": "dirichlet scheme: concentration α > 0"})
 
 
 @dataclass
@@ -323,6 +325,14 @@ def validate(cfg: Config) -> None:
     if part.clients < 1:
         raise DistclipError(f"partition.clients = {part.clients} must be >= 1")
     _choice("partition.scheme", part.scheme, SCHEMES)
+    for key, scheme in (("similarity", "similarity"), ("alpha", "dirichlet")):
+        value = getattr(part, key)
+        if (value is not None) != (part.scheme == scheme):
+            raise DistclipError(f"partition.{key} goes with scheme = '{scheme}' (and that scheme needs it)")
+    if part.similarity is not None and not 0 <= part.similarity <= 1:
+        raise DistclipError(f"partition.similarity = {part.similarity} must be in [0, 1] (1 - H in EPISODE's terms)")
+    if part.alpha is not None and not (part.alpha > 0 and math.isfinite(part.alpha)):
+        raise DistclipError(f"partition.alpha = {part.alpha} must be a finite number > 0")
     _choice("algorithm.name", a.name, tuple(ALGORITHMS))
     _validate_algorithm(cfg)
     if r.steps < 0:

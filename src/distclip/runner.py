@@ -22,8 +22,8 @@ from . import __version__, checkpoint
 from .algorithms import ALGORITHMS, Context, Hyper
 from .compressors import Compressor
 from .config import Config, expand, from_dict, load, lr_factor, to_toml
-from .data.libsvm import load_dataset
-from .data.partition import partition
+from .data.libsvm import Dataset, load_dataset
+from .data.partition import Partition, partition
 from .engine.distributed import TorchDistributed, agree, broadcast, launched
 from .engine.distributed import init as init_distributed
 from .engine.loop import NonFinite, Progress, train
@@ -70,9 +70,18 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
-    data = load_dataset(p.dataset, p.path, p.n_features)
-    part = partition(data.labels, cfg.partition.clients, cfg.partition.scheme, cfg.seed)
+    data, part = build_partition(cfg)
     return LogReg(data, part, p.lam, _x0(p.x0, data.n_features, dtype, device), p.features)
+
+
+def build_partition(cfg: Config) -> tuple[Dataset, Partition]:
+    """The dataset of ``cfg`` and its split into clients (problems with labelled rows only)."""
+    if cfg.problem.kind == "quadratic":
+        raise DistclipError("problem kind 'quadratic' has no labelled rows to partition; its clients are its centres")
+    data = load_dataset(cfg.problem.dataset, cfg.problem.path, cfg.problem.n_features)
+    part = partition(data.labels, cfg.partition.clients, cfg.partition.scheme, cfg.seed,
+                     similarity=cfg.partition.similarity, alpha=cfg.partition.alpha)
+    return data, part
 
 
 def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[Context, dict[str, Any]]:
