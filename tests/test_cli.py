@@ -9,6 +9,7 @@ import pytest
 
 from distclip.cli import main
 from distclip.config import load
+from distclip.reproduce import suite_path
 from distclip.runner import run
 
 
@@ -50,7 +51,7 @@ def test_set_overrides_and_log_every(toy_config, tmp_path, capsys):
 
 def test_sweep_writes_table_and_plots(tmp_path, capsys):
     out = tmp_path / "s"
-    code, stdout, _ = _run(["run", "examples/toy_example_1_1.toml", "--out", out, "--set", "run.steps=50"], capsys)
+    code, stdout, _ = _run(["run", str(suite_path("clip21-toy")), "--out", out, "--set", "run.steps=50"], capsys)
     assert code == 0
     assert "clip21-init=zero" in stdout and "clip-gd-soft" in stdout
     assert (out / "table.txt").exists() and (out / "plots" / "all.png").exists()
@@ -151,4 +152,4 @@ def test_partition_command_prints_histograms(tmp_path, capsys):
     assert "breast-cancer_scale: 683 rows, labels -1, 1" in stdout
     assert "4 clients x 170 rows (dirichlet); 3 rows dropped" in stdout
     assert "scheme = 'dirichlet'" in _error(["partition", cfg, "--set", 'partition.scheme="iid"'], capsys)
-    assert "no labelled rows" in _error(["partition", "examples/toy_example_1_1.toml"], capsys)
+    assert "no labelled rows" in _error(["partition", str(suite_path("clip21-toy"))], capsys)

@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .errors import DistclipError
+from .report import fmt, format_table, grid_groups
 
 EXIT_INPUT = 2
 
@@ -66,59 +67,22 @@ def _parser() -> argparse.ArgumentParser:
                       help="override a config value, e.g. --set partition.scheme=dirichlet --set partition.alpha=0.3")
     part.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
+    rep = sub.add_parser(
+        "reproduce", help="run a paper figure's suite and write its figures and report",
+        description="Run every setting of a named suite (see --list), write the figures and report.md with a "
+        "results table and, for each of the paper's claims, whether it was reproduced and the numbers.",
+    )
+    rep.add_argument("name", nargs="?", help="suite name")
+    rep.add_argument("--quick", action="store_true", help="the reduced version (minutes on 2 CPU cores)")
+    rep.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
+    rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a value of every run of the suite")
+    rep.add_argument("--list", action="store_true", help="list the suites and exit")
+    rep.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
     lst = sub.add_parser("list", help="list algorithms, problems, bundled datasets and options")
     lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
     return p
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5) else f"{v:.4g}"
-    return str(v)
-
-
-def format_table(results: list[Any]) -> str:
-    """A plain-text table of final values, one row per run."""
-    head = ["run", "steps", "loss", "|grad f|^2", "min |grad f|^2", "rounds", "floats up", "last clip", "wall s"]
-    rows = []
-    for r in results:
-        final = r.metrics[-1]
-        rows.append([
-            r.label, final["step"], final["loss"], final["grad_norm_sq"], min(m["grad_norm_sq"] for m in r.metrics),
-            final["comm_rounds"], final["floats_up"], r.summary.get("last_clip_step", -1), round(final["wall_s"], 2),
-        ])
-    cells = [head] + [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _grid_groups(results: list[Any]) -> dict[str, list[Any]]:
-    """Per-value figure groups for the grid keys of a sweep (runs that do not set the key join every group)."""
-    groups: dict[str, list[Any]] = {}
-    keys = {k for r in results for k in _grid_keys(r)}
-    for key in sorted(keys):
-        section, _, name = key.rpartition(".")
-        values = sorted({_value(r, section, name) for r in results if _value(r, section, name) is not None}, key=str)
-        if len(values) < 2:
-            continue
-        for v in values:
-            members = [r for r in results if _value(r, section, name) in (v, None)]
-            groups[f"{name}={_fmt(v)}"] = members
-    return groups
-
-
-def _grid_keys(r: Any) -> set[str]:
-    return {k for entry in r.extra.get("sweep", []) for k in entry.get("grid", {})}
-
-
-def _value(r: Any, section: str, name: str) -> Any:
-    if f"{section}.{name}" not in r.config.given:
-        return None
-    v = getattr(getattr(r.config, section), name)
-    return tuple(v) if isinstance(v, list) else v
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -151,7 +115,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result.extra["sweep"] = cfg.sweep
         if not args.quiet:
             final = result.metrics[-1]
-            print(f"  {result.label}: |grad f|^2 = {_fmt(final['grad_norm_sq'])} after {final['step']} steps",
+            print(f"  {result.label}: |grad f|^2 = {fmt(final['grad_norm_sq'])} after {final['step']} steps",
                   file=sys.stderr)
 
     results = run_sweep(cfg, out, progress=progress, on_result=announce if lead else None)
@@ -163,7 +127,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(table)
     if not args.no_plot:
         plot_runs([(r.label, r.metrics) for r in results], out / "plots" / "all.png", name)
-        for group, members in _grid_groups(results).items():
+        for group, members in grid_groups(results).items():
             plot_runs([(r.label, r.metrics) for r in members], out / "plots" / f"{group}.png", f"{name}: {group}")
     print(f"wrote {out}")
     return 0
@@ -179,6 +143,23 @@ def _cmd_plot(args: argparse.Namespace) -> int:
         runs.append((summary.get("label", d.name), metrics))
     out = args.out or args.dirs[0] / "plots" / "comparison.png"
     print(f"wrote {plot_runs(runs, out, args.title)}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import SUITES, reproduce
+    from .runner import timestamped
+
+    if args.list or not args.name:
+        for name, suite in SUITES.items():
+            print(f"  {name:<16} {suite.title}")
+        return 0
+    out = args.out or timestamped("runs", args.name + ("-quick" if args.quick else ""))
+    results, claims, report = reproduce(args.name, out, args.quick, args.overrides, progress=sys.stderr.isatty())
+    print(format_table(results))
+    for c in claims:
+        print(f"  [{'ok' if c.holds else 'NO'}] {c.text}: {c.evidence}")
+    print(f"{sum(c.holds for c in claims)} of {len(claims)} claims reproduced; report: {report}")
     return 0
 
 
@@ -219,7 +200,8 @@ def _rank() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _cmd_run, "plot": _cmd_plot, "partition": _cmd_partition, "list": _cmd_list}[args.command]
+    command = {"run": _cmd_run, "plot": _cmd_plot, "reproduce": _cmd_reproduce, "partition": _cmd_partition,
+               "list": _cmd_list}[args.command]
     try:
         return command(args)
     except DistclipError as e:

@@ -1,0 +1,55 @@
+"""Plain-text summaries of finished runs: the results table and the per-value figure groups of a sweep."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5) else f"{v:.4g}"
+    return str(v)
+
+
+def format_table(results: list[Any]) -> str:
+    """A plain-text table of final values, one row per run."""
+    head = ["run", "steps", "loss", "|grad f|^2", "min |grad f|^2", "rounds", "floats up", "last clip", "wall s"]
+    rows = []
+    for r in results:
+        final = r.metrics[-1]
+        rows.append([
+            r.label, final["step"], final["loss"], final["grad_norm_sq"], min(m["grad_norm_sq"] for m in r.metrics),
+            final["comm_rounds"], final["floats_up"], r.summary.get("last_clip_step", -1), round(final["wall_s"], 2),
+        ])
+    cells = [head] + [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def grid_groups(results: list[Any]) -> dict[str, list[Any]]:
+    """Per-value figure groups for the grid keys of a sweep (runs that do not set the key join every group)."""
+    groups: dict[str, list[Any]] = {}
+    keys = {k for r in results for k in _grid_keys(r)}
+    for key in sorted(keys):
+        section, _, name = key.rpartition(".")
+        values = sorted({_value(r, section, name) for r in results if _value(r, section, name) is not None}, key=str)
+        if len(values) < 2:
+            continue
+        for v in values:
+            members = [r for r in results if _value(r, section, name) in (v, None)]
+            groups[f"{name}={fmt(v)}"] = members
+    return groups
+
+
+def _grid_keys(r: Any) -> set[str]:
+    return {k for entry in r.extra.get("sweep", []) for k in entry.get("grid", {})}
+
+
+def _value(r: Any, section: str, name: str) -> Any:
+    if f"{section}.{name}" not in r.config.given:
+        return None
+    v = getattr(getattr(r.config, section), name)
+    return tuple(v) if isinstance(v, list) else v
