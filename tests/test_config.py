@@ -109,9 +109,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("avg-logreg", bc("clip21-avg", tau=1.0), "clip21-avg averages the vectors a_i"),
     # problems
     ("logreg-no-data", {"problem": {"kind": "logreg"}, "algorithm": {"name": "gd", "lr": 0.1}}, "logreg needs"),
-    ("logreg-centres", with_(bc("gd", lr=0.1), "problem", centres=[1.0]), "problem.centres applies to kind"),
+    ("logreg-centres", with_(bc("gd", lr=0.1), "problem", centres=[1.0]),
+     "problem.centres does not apply to kind = 'logreg'"),
     ("lambda-negative", with_(bc("gd", lr=0.1), "problem", **{"lambda": -0.1}), "problem.lambda = -0.1"),
-    ("quadratic-dataset", with_(TOY, "problem", dataset="a9a"), "problem.dataset applies to kind = 'logreg'"),
+    ("quadratic-dataset", with_(TOY, "problem", dataset="a9a"), "problem.dataset does not apply to kind = 'quadratic'"),
     ("quadratic-no-centres", without(TOY, "problem", "centres"), "quadratic needs problem.centres"),
     ("centres-ragged", with_(TOY, "problem", centres=[[1.0, 2.0], [3.0]]), "same non-zero length"),
     ("curvatures-length", with_(TOY, "problem", curvatures=[1.0]), "problem.curvatures has 1"),
@@ -119,7 +120,7 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("clients-mismatch", with_(TOY, "partition", clients=3), "partition.clients = 3"),
     ("clients-zero", with_(bc("gd", lr=0.1), "partition", clients=0), "partition.clients = 0"),
     ("scheme", with_(bc("gd", lr=0.1), "partition", scheme="random"), "partition.scheme = 'random'"),
-    ("kind", with_(TOY, "problem", kind="mlp"), "problem.kind = 'mlp'"),
+    ("kind", with_(TOY, "problem", kind="svm"), "problem.kind = 'svm'"),
     ("features", with_(bc("gd", lr=0.1), "problem", features="csr"), "problem.features = 'csr'"),
     # run section
     ("steps-negative", with_(TOY, "run", steps=-1), "run.steps = -1"),

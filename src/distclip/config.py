@@ -32,7 +32,7 @@ Number = float | int
 
 @dataclass
 class ProblemConfig:
-    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic"})
+    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn"})
     dataset: str | None = field(default=None, metadata={"help": "bundled LIBSVM name (see `distclip list`)"})
     path: str | None = field(default=None, metadata={"help": "svmlight file (plain or .gz) instead of dataset"})
     n_features: int | None = field(default=None, metadata={"help": "feature count (default: from the file)"})
@@ -43,6 +43,17 @@ class ProblemConfig:
     )
     curvatures: list[float] | None = field(default=None, metadata={"help": "quadratic: c_i > 0 (default 1)"})
     x0: float | list[float] = field(default=0.0, metadata={"help": "start x^0: a number (all coordinates) or a list"})
+    hidden: list[int] = field(default_factory=lambda: [64], metadata={"help": "mlp: hidden layer widths"})
+    channels: list[int] = field(default_factory=lambda: [8, 16], metadata={"help": "cnn: channels of its 2 convs"})
+    test_fraction: float = field(default=0.2, metadata={"help": "mlp/cnn: share of rows held out for test metrics"})
+
+
+#: problem keys that only some kinds use (the others apply to every kind)
+_PROBLEM_KEYS: dict[str, set[str]] = {
+    "dataset": {"logreg", "mlp", "cnn"}, "path": {"logreg", "mlp", "cnn"}, "n_features": {"logreg"},
+    "lam": {"logreg"}, "features": {"logreg"}, "centres": {"quadratic"}, "curvatures": {"quadratic"},
+    "hidden": {"mlp"}, "channels": {"cnn"}, "test_fraction": {"mlp", "cnn"},
+}
 
 
 @dataclass
@@ -291,20 +302,27 @@ def lr_factor(lr: float | str) -> tuple[float, bool]:
 def validate(cfg: Config) -> None:
     """Range and consistency checks that do not need the data (those live in the builders)."""
     p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
-    _choice("problem.kind", p.kind, ("logreg", "quadratic"))
+    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn"))
+    for f in dataclasses.fields(ProblemConfig):
+        if f"problem.{_key(f)}" in cfg.given and p.kind not in _PROBLEM_KEYS.get(f.name, {p.kind}):
+            raise DistclipError(
+                f"problem.{_key(f)} does not apply to kind = '{p.kind}'; it applies to: "
+                f"{', '.join(sorted(_PROBLEM_KEYS[f.name]))}"
+            )
     _choice("problem.features", p.features, ("auto", "dense", "sparse"))
-    if p.kind == "logreg":
+    if p.kind in ("mlp", "cnn"):
+        _choice(f"problem.dataset (for {p.kind})", p.dataset, ("digits", "mnist"))
+        if not 0 <= p.test_fraction < 1:
+            raise DistclipError(f"problem.test_fraction = {p.test_fraction} must be in [0, 1)")
+        widths = p.hidden if p.kind == "mlp" else p.channels
+        if any(w < 1 for w in widths) or (p.kind == "cnn" and len(widths) != 2):
+            raise DistclipError("problem.hidden must list widths >= 1; problem.channels two channel counts >= 1")
+    elif p.kind == "logreg":
         if (p.dataset is None) == (p.path is None):
             raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
         if p.lam < 0 or math.isnan(p.lam) or math.isinf(p.lam):
             raise DistclipError(f"problem.lambda = {p.lam} must be a finite number >= 0")
-        for key in ("centres", "curvatures"):
-            if getattr(p, key) is not None:
-                raise DistclipError(f"problem.{key} applies to kind = 'quadratic', not 'logreg'; remove it")
     else:
-        for key in ("dataset", "path", "n_features"):
-            if getattr(p, key) is not None:
-                raise DistclipError(f"problem.{key} applies to kind = 'logreg', not 'quadratic'; remove it")
         if not p.centres:
             raise DistclipError("quadratic needs problem.centres, one centre per client, e.g. [3.0, -3.0]")
         dims = {len(c) if isinstance(c, list) else 1 for c in p.centres}
@@ -442,15 +460,10 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {v!r} as TOML")
 
 
-_LOGREG_ONLY = {"dataset", "path", "n_features", "lam", "features"}
-
-
 def _applies(cfg: Config, section: str, name: str) -> bool:
     """Whether key ``section.name`` means anything for this config (only those are written out)."""
-    if section == "problem" and cfg.problem.kind == "quadratic":
-        return name not in _LOGREG_ONLY
     if section == "problem":
-        return name not in {"centres", "curvatures"}
+        return cfg.problem.kind in _PROBLEM_KEYS.get(name, {cfg.problem.kind})
     if section == "algorithm" and cfg.algorithm.name in ALGORITHMS:
         spec = ALGORITHMS[cfg.algorithm.name]
         return name == "name" or (name == "lr" and spec.uses_lr) or name in spec.params

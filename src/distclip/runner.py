@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -16,12 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import __version__, checkpoint
 from .algorithms import ALGORITHMS, Context, Hyper
 from .compressors import Compressor
 from .config import Config, expand, from_dict, load, lr_factor, to_toml
+from .data.images import Images, load_images, train_test_split
 from .data.libsvm import Dataset, load_dataset
 from .data.partition import Partition, partition
 from .engine.distributed import TorchDistributed, agree, broadcast, launched
@@ -32,6 +35,8 @@ from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
 from .problems.base import ClientOracle, Problem
 from .problems.logreg import LogReg
+from .problems.models import CNN, MLP
+from .problems.network import Network
 from .problems.quadratic import Quadratic
 
 
@@ -71,17 +76,34 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
     data, part = build_partition(cfg)
+    if isinstance(data, Images):
+        shape, classes = data.x.shape[1:], data.n_classes
+        model = MLP(shape, p.hidden, classes) if p.kind == "mlp" else CNN(shape, p.channels, classes)
+        test = train_test_split(data.n_rows, p.test_fraction, cfg.seed)[1]
+        net = Network(model, data, part, test, cfg.seed, dtype, device)
+        return net if "problem.x0" not in cfg.given else net.with_x0(_x0(p.x0, net.dim, dtype, device))
     return LogReg(data, part, p.lam, _x0(p.x0, data.n_features, dtype, device), p.features)
 
 
-def build_partition(cfg: Config) -> tuple[Dataset, Partition]:
-    """The dataset of ``cfg`` and its split into clients (problems with labelled rows only)."""
-    if cfg.problem.kind == "quadratic":
+def build_partition(cfg: Config) -> tuple[Dataset | Images, Partition]:
+    """The dataset of ``cfg`` and its split into clients (problems with labelled rows only).
+
+    For the network problems only the training rows are split; partition rows index the whole set.
+    """
+    p = cfg.problem
+    if p.kind == "quadratic":
         raise DistclipError("problem kind 'quadratic' has no labelled rows to partition; its clients are its centres")
-    data = load_dataset(cfg.problem.dataset, cfg.problem.path, cfg.problem.n_features)
-    part = partition(data.labels, cfg.partition.clients, cfg.partition.scheme, cfg.seed,
+    if p.kind in ("mlp", "cnn"):
+        data = load_images(p.dataset, p.path)
+        train = train_test_split(data.n_rows, p.test_fraction, cfg.seed)[0]
+    else:
+        data = load_dataset(p.dataset, p.path, p.n_features)
+        train = np.arange(data.n_rows)
+    part = partition(data.labels[train], cfg.partition.clients, cfg.partition.scheme, cfg.seed,
                      similarity=cfg.partition.similarity, alpha=cfg.partition.alpha)
-    return data, part
+    rows = train[part.rows]
+    rows.setflags(write=False)
+    return data, dataclasses.replace(part, rows=rows)
 
 
 def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[Context, dict[str, Any]]:

@@ -113,6 +113,7 @@ def train(
                 "clip_frac": now / n,
                 "clip_frac_mean": total / (n * p.steps_since_log) if p.steps_since_log else now / n,
                 "wall_s": p.wall,
+                **problem.extra_metrics(x),
             })
         p.count_sum, p.steps_since_log = 0, 0
 

@@ -35,6 +35,9 @@ class Problem(Protocol):
     def grad(self, x: Tensor) -> Tensor:
         """∇f(x), shape ``[d]``."""
 
+    def extra_metrics(self, x: Tensor) -> dict[str, float]:
+        """More numbers to log at ``x`` (test loss and accuracy, ...); may be empty."""
+
     def smoothness(self) -> float:
         """A smoothness constant L of f, for step sizes written as ``"c/L"``."""
 

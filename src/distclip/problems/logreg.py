@@ -145,6 +145,9 @@ class LogReg:
             top = float(scipy.sparse.linalg.eigsh(a.T @ a, k=1, which="LA", return_eigenvectors=False)[0])
         return top / (4 * a.shape[0]) + 2 * self.lam
 
+    def extra_metrics(self, x: Tensor) -> dict[str, float]:
+        return {}
+
     def rows_per_client(self) -> int:
         return self.m
 

@@ -39,6 +39,9 @@ class Quadratic:
     def smoothness(self) -> float:
         return float(self.c.mean())
 
+    def extra_metrics(self, x: Tensor) -> dict[str, float]:
+        return {}
+
     def rows_per_client(self) -> int:
         return 0
 

@@ -1,0 +1,79 @@
+"""Networks written for stacked client weights: one call computes all clients' forward passes.
+
+Each model declares its per-client parameter shapes and a ``forward(params, x)`` where every
+parameter carries a leading client dimension ``[n, *shape]`` and ``x`` is ``[n, B, C, H, W]``.
+Dense layers are batched matmuls (``baddbmm``); convolutions put the clients into channel groups
+(``conv2d(..., groups=n)``), so n clients cost one convolution. There is no BatchNorm: its running
+statistics would be per-client state outside the algorithms' view, so these models use none (the
+documented policy; a normalised ResNet would use GroupNorm).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def dense(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """[n, B, in] x weights [n, out, in] + bias [n, out] -> [n, B, out]."""
+    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+
+
+def conv(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """[n, B, C, H, W] conv (padding 'same') with weights [n, O, C, k, k] -> [n, B, O, H, W]."""
+    n, batch, c, hh, ww = x.shape
+    out = F.conv2d(x.transpose(0, 1).reshape(batch, n * c, hh, ww), w.reshape(-1, *w.shape[2:]),
+                   b.reshape(-1), padding=w.shape[-1] // 2, groups=n)
+    return out.reshape(batch, n, w.shape[1], hh, ww).transpose(0, 1)
+
+
+def pool(x: Tensor) -> Tensor:
+    n, batch = x.shape[:2]
+    y = F.max_pool2d(x.reshape(n * batch, *x.shape[2:]), 2)
+    return y.reshape(n, batch, *y.shape[1:])
+
+
+class MLP:
+    """Fully connected ReLU network: in -> hidden... -> classes."""
+
+    def __init__(self, in_shape: tuple[int, ...], hidden: list[int], classes: int) -> None:
+        sizes = [math.prod(in_shape), *hidden, classes]
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            self.shapes[f"w{i}"] = (b, a)
+            self.shapes[f"b{i}"] = (b,)
+        self.layers = len(sizes) - 1
+
+    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+        h = x.flatten(2)
+        for i in range(self.layers):
+            h = dense(h, p[f"w{i}"], p[f"b{i}"])
+            if i < self.layers - 1:
+                h = torch.relu(h)
+        return h
+
+
+class CNN:
+    """Two 3x3 conv layers (ReLU, 2x2 max-pool each) and a linear classifier."""
+
+    def __init__(self, in_shape: tuple[int, int, int], channels: list[int], classes: int) -> None:
+        c, h, w = in_shape
+        c1, c2 = channels
+        self.shapes = {"c1": (c1, c, 3, 3), "cb1": (c1,), "c2": (c2, c1, 3, 3), "cb2": (c2,),
+                       "w": (classes, c2 * (h // 4) * (w // 4)), "b": (classes,)}
+
+    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+        h = pool(torch.relu(conv(x, p["c1"], p["cb1"])))
+        h = pool(torch.relu(conv(h, p["c2"], p["cb2"])))
+        return dense(h.flatten(2), p["w"], p["b"])
+
+
+def fan_in(shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]], name: str) -> int:
+    """PyTorch's default init bound 1/sqrt(fan_in); a bias uses its layer's weight fan-in."""
+    if len(shape) == 1:
+        weight = {"b": "w", "cb1": "c1", "cb2": "c2"}.get(name, "w" + name[1:])
+        return math.prod(shapes[weight][1:])
+    return math.prod(shape[1:])
