@@ -1,8 +1,10 @@
-"""Paper-style figures from run directories (Clip21 / EF21 style axes).
+"""Paper-style figures from run directories, as PNG with the non-interactive Agg backend.
 
-Four panels: log ‖∇f(x^k)‖² and f(x^k) − f_min against iterations and against floats sent per
-client, f_min being the smallest loss over all runs drawn (so the best run's final gap is 0 and is
-left out of the log scale). Written as PNG with the non-interactive Agg backend.
+- :func:`plot_runs` (Clip21 / EF21 axes): log ‖∇f(x^k)‖² and f(x^k) − f_min against iterations and
+  against floats sent per client, f_min being the smallest loss over all runs drawn (so the best
+  run's final gap is 0 and is left out of the log scale).
+- :func:`plot_training` (CELGC axes) for networks: loss against steps, rounds and wall clock, test
+  accuracy and clipping frequency.
 """
 
 from __future__ import annotations
@@ -34,6 +36,40 @@ def find_runs(dirs: list[Path]) -> list[Path]:
                 raise DistclipError(f"{d} holds no metrics.jsonl (nor do its sub-directories); is it a run directory?")
             found += subs
     return found
+
+
+def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
+    """Network training panels (CELGC Figs. 1-5 axes): training loss against steps, communication
+    rounds and wall clock; test accuracy against steps; clipping frequency against steps."""
+    runs = [(label, rows) for label, rows in runs if rows]
+    if not runs:
+        raise DistclipError("no logged steps to plot")
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    panels = [
+        (axes[0, 0], "step", "loss", "iteration", "training loss", True),
+        (axes[0, 1], "comm_rounds", "loss", "communication rounds", "training loss", True),
+        (axes[0, 2], "wall_s", "loss", "wall clock in algorithm steps (s)", "training loss", True),
+        (axes[1, 0], "step", "test_acc", "iteration", "test accuracy", False),
+        (axes[1, 1], "step", "clip_frac_mean", "iteration", "clipping frequency", False),
+        (axes[1, 2], "step", "grad_norm_sq", "iteration", r"$\|\nabla f\|^2$", True),
+    ]
+    for ax, xkey, ykey, xlabel, ylabel, log in panels:
+        for label, rows in runs:
+            pts = [(r[xkey], r[ykey]) for r in rows if ykey in r and (r[ykey] > 0 or not log)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=label, linewidth=1.4)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
 
 
 def plot_runs(runs: list[Run], out: Path, title: str = "") -> Path:

@@ -94,8 +94,8 @@ def test_training_reduces_loss_and_learns_digits(kind):
 def test_image_data():
     digits = load_digits()
     assert digits.x.shape == (1797, 1, 8, 8) and digits.n_classes == 10 and digits.x.max() <= 1.0
-    with pytest.raises(DistclipError, match="needs problem.path"):
-        load_images("mnist", None)
+    bundled = load_images("mnist", None)
+    assert bundled.x.shape == (10000, 1, 28, 28) and bundled.labels[:3].tolist() == [7, 2, 1]
     with pytest.raises(DistclipError, match="not found"):
         load_images("mnist", "/nonexistent/mnist")
 
@@ -103,4 +103,4 @@ def test_image_data():
 @pytest.mark.skipif(not MNIST.exists(), reason="shared MNIST files not present")
 def test_mnist_test_split_loads():
     mnist = load_images("mnist", str(MNIST))
-    assert mnist.x.shape == (10000, 1, 28, 28) and mnist.labels[:3].tolist() == [7, 2, 1]
+    assert (mnist.x == load_images("mnist", None).x).all()
