@@ -27,8 +27,8 @@ def test_cli_lists_and_runs(tmp_path, capsys):
     assert main(["reproduce", "clip21-toy", "--quick", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "6 of 6 claims reproduced" in out and "clip21-init=zero" in out
-    assert main(["reproduce", "celgc-ptb"]) == 2
-    assert "unknown suite 'celgc-ptb'" in capsys.readouterr().err
+    assert main(["reproduce", "celgc-cifar10"]) == 2
+    assert "unknown suite 'celgc-cifar10'" in capsys.readouterr().err
 
 
 def test_network_suites_run_and_check_their_claims(tmp_path):

@@ -32,7 +32,7 @@ Number = float | int
 
 @dataclass
 class ProblemConfig:
-    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn"})
+    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn | lstm"})
     dataset: str | None = field(default=None, metadata={"help": "bundled LIBSVM name (see `distclip list`)"})
     path: str | None = field(default=None, metadata={"help": "svmlight file (plain or .gz) instead of dataset"})
     n_features: int | None = field(default=None, metadata={"help": "feature count (default: from the file)"})
@@ -43,16 +43,20 @@ class ProblemConfig:
     )
     curvatures: list[float] | None = field(default=None, metadata={"help": "quadratic: c_i > 0 (default 1)"})
     x0: float | list[float] = field(default=0.0, metadata={"help": "start x^0: a number (all coordinates) or a list"})
-    hidden: list[int] = field(default_factory=lambda: [64], metadata={"help": "mlp: hidden layer widths"})
+    hidden: list[int] = field(default_factory=lambda: [64],
+                              metadata={"help": "mlp: hidden widths; lstm: one width per layer"})
+    bptt: int = field(default=35, metadata={"help": "lstm: tokens per training window"})
+    rotate: bool = field(default=False, metadata={"help": "lstm: client i reads shard (i + epoch) mod N (CELGC code)"})
     channels: list[int] = field(default_factory=lambda: [8, 16], metadata={"help": "cnn: channels of its 2 convs"})
     test_fraction: float = field(default=0.2, metadata={"help": "mlp/cnn: share of rows held out for test metrics"})
 
 
 #: problem keys that only some kinds use (the others apply to every kind)
 _PROBLEM_KEYS: dict[str, set[str]] = {
-    "dataset": {"logreg", "mlp", "cnn"}, "path": {"logreg", "mlp", "cnn"}, "n_features": {"logreg"},
+    "dataset": {"logreg", "mlp", "cnn", "lstm"}, "path": {"logreg", "mlp", "cnn", "lstm"}, "n_features": {"logreg"},
     "lam": {"logreg"}, "features": {"logreg"}, "centres": {"quadratic"}, "curvatures": {"quadratic"},
-    "hidden": {"mlp"}, "channels": {"cnn"}, "test_fraction": {"mlp", "cnn"},
+    "hidden": {"mlp", "lstm"}, "channels": {"cnn"}, "test_fraction": {"mlp", "cnn"}, "bptt": {"lstm"},
+    "rotate": {"lstm"},
 }
 
 
@@ -302,7 +306,7 @@ def lr_factor(lr: float | str) -> tuple[float, bool]:
 def validate(cfg: Config) -> None:
     """Range and consistency checks that do not need the data (those live in the builders)."""
     p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
-    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn"))
+    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn", "lstm"))
     for f in dataclasses.fields(ProblemConfig):
         if f"problem.{_key(f)}" in cfg.given and p.kind not in _PROBLEM_KEYS.get(f.name, {p.kind}):
             raise DistclipError(
@@ -310,7 +314,15 @@ def validate(cfg: Config) -> None:
                 f"{', '.join(sorted(_PROBLEM_KEYS[f.name]))}"
             )
     _choice("problem.features", p.features, ("auto", "dense", "sparse"))
-    if p.kind in ("mlp", "cnn"):
+    if p.kind == "lstm":
+        _choice("problem.dataset (for lstm)", p.dataset, ("ptb", "wikitext2"))
+        if not p.hidden or len(set(p.hidden)) != 1 or p.hidden[0] < 1:
+            raise DistclipError("lstm: problem.hidden lists one equal width per layer, e.g. [64] or [400, 400, 400]")
+        if p.bptt < 1:
+            raise DistclipError(f"problem.bptt = {p.bptt} must be >= 1")
+        if cfg.run.batch_size < 1:
+            raise DistclipError("lstm trains on minibatches of windows; set run.batch_size >= 1")
+    elif p.kind in ("mlp", "cnn"):
         _choice(f"problem.dataset (for {p.kind})", p.dataset, ("digits", "mnist"))
         if not 0 <= p.test_fraction < 1:
             raise DistclipError(f"problem.test_fraction = {p.test_fraction} must be in [0, 1)")

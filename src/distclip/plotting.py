@@ -49,7 +49,9 @@ def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
         (axes[0, 0], "step", "loss", "iteration", "training loss", True),
         (axes[0, 1], "comm_rounds", "loss", "communication rounds", "training loss", True),
         (axes[0, 2], "wall_s", "loss", "wall clock in algorithm steps (s)", "training loss", True),
-        (axes[1, 0], "step", "test_acc", "iteration", "test accuracy", False),
+        (axes[1, 0], "step", "valid_ppl" if any("valid_ppl" in r for _, rows in runs for r in rows) else "test_acc",
+         "iteration", "validation perplexity" if any("valid_ppl" in r for _, rows in runs for r in rows)
+         else "test accuracy", False),
         (axes[1, 1], "step", "clip_frac_mean", "iteration", "clipping frequency", False),
         (axes[1, 2], "step", "grad_norm_sq", "iteration", r"$\|\nabla f\|^2$", True),
     ]

@@ -24,6 +24,7 @@ from . import __version__, checkpoint
 from .algorithms import ALGORITHMS, Context, Hyper
 from .compressors import Compressor
 from .config import Config, expand, from_dict, load, lr_factor, to_toml
+from .data.corpus import load_corpus
 from .data.images import Images, load_images, train_test_split
 from .data.libsvm import Dataset, load_dataset
 from .data.partition import Partition, partition
@@ -34,6 +35,7 @@ from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
 from .problems.base import ClientOracle, Problem
+from .problems.language import LanguageModel
 from .problems.logreg import LogReg
 from .problems.models import CNN, MLP
 from .problems.network import Network
@@ -75,6 +77,10 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
+    if p.kind == "lstm":
+        lm = LanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden[0], len(p.hidden), p.bptt,
+                           p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
+        return lm if "problem.x0" not in cfg.given else lm.with_x0(_x0(p.x0, lm.dim, dtype, device))
     data, part = build_partition(cfg)
     if isinstance(data, Images):
         shape, classes = data.x.shape[1:], data.n_classes
@@ -91,8 +97,9 @@ def build_partition(cfg: Config) -> tuple[Dataset | Images, Partition]:
     For the network problems only the training rows are split; partition rows index the whole set.
     """
     p = cfg.problem
-    if p.kind == "quadratic":
-        raise DistclipError("problem kind 'quadratic' has no labelled rows to partition; its clients are its centres")
+    if p.kind in ("quadratic", "lstm"):
+        what = "its clients are its centres" if p.kind == "quadratic" else "the token stream is cut into N shards"
+        raise DistclipError(f"problem kind '{p.kind}' has no labelled rows to partition; {what}")
     if p.kind in ("mlp", "cnn"):
         data = load_images(p.dataset, p.path)
         train = train_test_split(data.n_rows, p.test_fraction, cfg.seed)[0]

@@ -23,8 +23,11 @@ class Problem(Protocol):
     def x0(self) -> Tensor:
         """The configured start x^0, shape ``[d]``."""
 
-    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
-        """∇f_i (``batch`` None) or the minibatch gradient on rows ``batch[j]`` of client ``clients[j]``."""
+    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
+        """∇f_i (``batch`` None) or the minibatch gradient on rows ``batch[j]`` of client ``clients[j]``.
+
+        ``draw`` numbers the evaluation (the step), for problems whose data move with it (rotating shards).
+        """
 
     def client_losses(self, x: Tensor, clients: Tensor) -> Tensor:
         """f_i at ``x`` for each client of the block, shape ``[n_block]``."""
@@ -72,7 +75,7 @@ class ClientOracle:
                 self.seed, self.clients.cpu().numpy(), draw, self.batch_size, self.problem.rows_per_client()
             )
             batch = torch.from_numpy(idx).to(self.clients.device)
-        return self.problem.client_grads(x, self.clients, batch)
+        return self.problem.client_grads(x, self.clients, batch, draw)
 
     def targets(self) -> Tensor:
         t = self.problem.targets()

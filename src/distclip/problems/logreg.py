@@ -112,7 +112,7 @@ class LogReg:
     def x0(self) -> Tensor:
         return self._x0.clone()
 
-    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
+    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         z, b = self._margins(x, clients, batch)
         w = -b * torch.sigmoid(-b * z) / z.shape[1]
         return self._data_grad(w, clients, batch) + self._reg_grad(x)

@@ -23,7 +23,7 @@ class Quadratic:
     def x0(self) -> Tensor:
         return self._x0.clone()
 
-    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
+    def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         return self.c[clients].unsqueeze(1) * (x - self.a[clients])
 
     def client_losses(self, x: Tensor, clients: Tensor) -> Tensor:
