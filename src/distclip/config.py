@@ -92,6 +92,10 @@ class AlgorithmConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "torch.optim.SGD weight decay"})
     baseline: bool = field(default=False, metadata={"help": "celgc: average the gradient at communication steps"})
     official: bool = field(default=False, metadata={"help": "clip-gd/naive: also average the replicas each step"})
+    lr_schedule: str = field(default="constant", metadata={"help": "constant | milestones | cosine (lr and gamma "
+                                                                    "scaled together)"})
+    milestones: list[int] = field(default_factory=list, metadata={"help": "steps at which lr and gamma decay"})
+    decay: float = field(default=0.1, metadata={"help": "factor applied at each milestone"})
 
 
 @dataclass
@@ -384,7 +388,7 @@ def validate(cfg: Config) -> None:
 
 def _validate_algorithm(cfg: Config) -> None:
     a, spec = cfg.algorithm, ALGORITHMS[cfg.algorithm.name]
-    generic = {"name", "lr"}
+    generic = {"name", "lr", "lr_schedule", "milestones", "decay"} if spec.uses_lr else {"name"}
     for f in dataclasses.fields(AlgorithmConfig):
         if f.name in generic or f"algorithm.{f.name}" not in cfg.given or f.name in spec.params:
             continue
@@ -392,6 +396,11 @@ def _validate_algorithm(cfg: Config) -> None:
         raise DistclipError(
             f"algorithm.{f.name} does not apply to {a.name}; it applies to: {', '.join(users) or 'none'}"
         )
+    _choice("algorithm.lr_schedule", a.lr_schedule, ("constant", "milestones", "cosine"))
+    if (a.lr_schedule == "milestones") != bool(a.milestones):
+        raise DistclipError("algorithm.milestones (steps) go with lr_schedule = 'milestones', which needs them")
+    if any(m < 1 for m in a.milestones) or not 0 < a.decay <= 1:
+        raise DistclipError("algorithm.milestones must be steps >= 1 and algorithm.decay in (0, 1]")
     if spec.uses_lr:
         if a.lr is None:
             raise DistclipError(f"{a.name} needs algorithm.lr (a number > 0, or 'c/L' such as '1/L')")
@@ -478,7 +487,8 @@ def _applies(cfg: Config, section: str, name: str) -> bool:
         return cfg.problem.kind in _PROBLEM_KEYS.get(name, {cfg.problem.kind})
     if section == "algorithm" and cfg.algorithm.name in ALGORITHMS:
         spec = ALGORITHMS[cfg.algorithm.name]
-        return name == "name" or (name == "lr" and spec.uses_lr) or name in spec.params
+        scheduled = {"lr", "lr_schedule", "milestones", "decay"} if cfg.algorithm.lr_schedule != "constant" else {"lr"}
+        return name == "name" or (name in scheduled and spec.uses_lr) or name in spec.params
     return True
 
 

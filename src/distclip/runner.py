@@ -40,6 +40,7 @@ from .problems.logreg import LogReg
 from .problems.models import CNN, MLP
 from .problems.network import Network
 from .problems.quadratic import Quadratic
+from .schedule import StepSize
 
 
 @dataclass
@@ -277,6 +278,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
             rules, ctx, problem, cfg.run.steps, cfg.run.log_every, log, evaluate=writer_rank,
             progress=progress and writer_rank, resume=resumed,
             checkpoint=save if out_dir is not None else None, checkpoint_every=cfg.run.checkpoint_every,
+            step_size=None if cfg.algorithm.lr_schedule == "constant" else StepSize(
+                cfg.algorithm.lr_schedule, cfg.algorithm.milestones, cfg.algorithm.decay, cfg.run.steps),
         )
     except NonFinite as e:
         summary.update(status="diverged", error=str(e), final=rows[-1] if rows else None)

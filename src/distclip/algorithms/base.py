@@ -16,6 +16,7 @@ process is updated in one vectorised call. Engines never branch on the algorithm
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -55,6 +56,13 @@ class Hyper:
     weight_decay: float = 0.0
     baseline: bool = False
     official: bool = False
+
+
+    def scaled(self, s: float) -> Hyper:
+        """η and γ multiplied by s (the threshold γ/η, and τ, unchanged)."""
+        if s == 1.0:
+            return self
+        return dataclasses.replace(self, lr=self.lr * s, gamma=None if self.gamma is None else self.gamma * s)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..algorithms.base import Context, StepInfo
 from ..errors import DistclipError
 from ..problems.base import Problem
+from ..schedule import StepSize
 
 
 class NonFinite(DistclipError):
@@ -66,11 +67,13 @@ def train(
     resume: tuple[Any, Progress] | None = None,
     checkpoint: Callable[[Any, Progress], None] | None = None,
     checkpoint_every: int = 0,
+    step_size: StepSize | None = None,
 ) -> tuple[Any, Progress]:
     """Run server steps up to ``steps``; call ``log`` at step 0, every ``log_every`` steps and at the end.
 
     ``resume`` = (state, progress) continues a checkpointed run; ``checkpoint(state, progress)`` is
     called every ``checkpoint_every`` steps. Only a process with ``evaluate`` computes f and ∇f.
+    ``step_size`` scales η and γ at each step (joint decay, cosine).
     """
     tr = ctx.transport
     bad_field: str | None = None
@@ -132,7 +135,8 @@ def train(
     try:
         for t in range(p.step, steps):
             start = time.perf_counter()
-            state, info = rules.step(state, ctx, t)
+            ctx_t = ctx if step_size is None else dataclasses.replace(ctx, hp=ctx.hp.scaled(step_size.factor(t)))
+            state, info = rules.step(state, ctx_t, t)
             p.wall += time.perf_counter() - start
             p.step = t + 1
             count = _clipped(info)
