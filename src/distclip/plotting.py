@@ -38,6 +38,16 @@ def find_runs(dirs: list[Path]) -> list[Path]:
     return found
 
 
+def _save(fig: Any, legend_axis: Any, title: str, out: Path) -> Path:
+    legend_axis.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
     """Network training panels (CELGC Figs. 1-5 axes): training loss against steps, communication
     rounds and wall clock; test accuracy against steps; clipping frequency against steps."""
@@ -65,13 +75,7 @@ def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, axes[0, 0], title, out)
 
 
 def plot_runs(runs: list[Run], out: Path, title: str = "") -> Path:
@@ -100,10 +104,4 @@ def plot_runs(runs: list[Run], out: Path, title: str = "") -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, axes[0, 0], title, out)

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..data.corpus import Corpus
 from ..errors import DistclipError
+from .models import Layout
 
 EVAL_WINDOWS = 32
 VALID_CHUNK = 128
@@ -61,9 +62,8 @@ class LanguageModel:
                  batch_size: int, seed: int, dtype: torch.dtype, device: torch.device) -> None:
         self.corpus, self.bptt, self.rotate = corpus, bptt, rotate
         self.model = LSTMModel(len(corpus.vocab), width, layers)
-        self.names = list(self.model.shapes)
-        self.sizes = [math.prod(self.model.shapes[k]) for k in self.names]
-        self.dim = sum(self.sizes)
+        self.layout = Layout(self.model.shapes)
+        self.dim = self.layout.dim
         self.n_clients = n_clients
         shard = len(corpus.train) // n_clients
         self.windows = (shard - 1) // bptt
@@ -80,8 +80,8 @@ class LanguageModel:
         self.dtype, self.device = dtype, device
         g = torch.Generator().manual_seed(seed)
         bound = 1 / math.sqrt(width)
-        parts = [torch.rand(s, generator=g, dtype=torch.float64) * 2 - 1 for s in self.sizes]
-        for j, name in enumerate(self.names):
+        parts = [torch.rand(s, generator=g, dtype=torch.float64) * 2 - 1 for s in self.layout.sizes]
+        for j, name in enumerate(self.layout.names):
             parts[j] *= 0.1 if name == "emb" else (0.0 if name == "dec_b" else bound)
         self._x0 = torch.cat(parts).to(dtype).to(device)
 
@@ -90,8 +90,7 @@ class LanguageModel:
         return self
 
     def _params(self, stack: Tensor) -> dict[str, Tensor]:
-        chunks = torch.split(stack, self.sizes, dim=1)
-        return {k: c.reshape(len(stack), *self.model.shapes[k]) for k, c in zip(self.names, chunks, strict=True)}
+        return self.layout.split(stack)
 
     def _windows(self, clients: Tensor, batch: Tensor | None, draw: int) -> Tensor:
         shard = clients

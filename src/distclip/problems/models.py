@@ -71,6 +71,20 @@ class CNN:
         return dense(h.flatten(2), p["w"], p["b"])
 
 
+class Layout:
+    """Where each named parameter lives in the flat vector x, and the views of a ``[n, d]`` stack."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = shapes
+        self.names = list(shapes)
+        self.sizes = [math.prod(shapes[k]) for k in self.names]
+        self.dim = sum(self.sizes)
+
+    def split(self, stack: Tensor) -> dict[str, Tensor]:
+        chunks = torch.split(stack, self.sizes, dim=1)
+        return {k: c.reshape(len(stack), *self.shapes[k]) for k, c in zip(self.names, chunks, strict=True)}
+
+
 def fan_in(shape: tuple[int, ...], shapes: dict[str, tuple[int, ...]], name: str) -> int:
     """PyTorch's default init bound 1/sqrt(fan_in); a bias uses its layer's weight fan-in."""
     if len(shape) == 1:

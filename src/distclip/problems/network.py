@@ -19,7 +19,7 @@ from torch import Tensor
 from ..data.images import Images
 from ..data.partition import Partition
 from ..errors import DistclipError
-from .models import fan_in
+from .models import Layout, fan_in
 
 EVAL_CHUNK = 4096
 
@@ -28,9 +28,8 @@ class Network:
     def __init__(self, model: Any, data: Images, part: Partition, test_rows: Any, seed: int,
                  dtype: torch.dtype, device: torch.device) -> None:
         self.model = model
-        self.names = list(model.shapes)
-        self.sizes = [math.prod(model.shapes[k]) for k in self.names]
-        self.dim = sum(self.sizes)
+        self.layout = Layout(model.shapes)
+        self.dim = self.layout.dim
         self.n_clients, self.m = part.rows.shape
         self.dtype, self.device = dtype, device
         x = torch.as_tensor(data.x, dtype=dtype)
@@ -51,14 +50,13 @@ class Network:
     def _init(self, seed: int) -> Tensor:
         g = torch.Generator().manual_seed(seed)
         parts = []
-        for name, size in zip(self.names, self.sizes, strict=True):
+        for name, size in zip(self.layout.names, self.layout.sizes, strict=True):
             bound = 1 / math.sqrt(fan_in(self.model.shapes[name], self.model.shapes, name))
             parts.append((torch.rand(size, generator=g, dtype=torch.float64) * 2 - 1) * bound)
         return torch.cat(parts).to(self.dtype).to(self.device)
 
     def _params(self, stack: Tensor) -> dict[str, Tensor]:
-        chunks = torch.split(stack, self.sizes, dim=1)
-        return {k: c.reshape(len(stack), *self.model.shapes[k]) for k, c in zip(self.names, chunks, strict=True)}
+        return self.layout.split(stack)
 
     def _take(self, t: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
         return t[clients] if batch is None else t[clients.unsqueeze(1), batch]
