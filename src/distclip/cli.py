@@ -26,9 +26,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"distclip {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    overrides = argparse.ArgumentParser(add_help=False)
+    overrides.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax)",
+    )
 
     run = sub.add_parser(
-        "run", help="run one experiment, or every run of a [[sweep]] config",
+        "run", parents=[common, overrides], help="run one experiment, or every run of a [[sweep]] config",
         description="Run the experiment of CONFIG (TOML). A config with [[sweep]] entries runs each of them into "
         "its own sub-directory, prints a comparison table and writes plots.",
     )
@@ -39,49 +46,36 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, metavar="N",
                      help="write DIR/checkpoint.pt every N steps (sets run.checkpoint_every)")
     run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
-    run.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax)",
-    )
     run.add_argument("--no-plot", action="store_true", help="do not write plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
-    run.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
     plot = sub.add_parser(
-        "plot", help="draw paper-style figures from run directories",
+        "plot", parents=[common], help="draw paper-style figures from run directories",
         description="Plot log ||grad f||^2 and f - f_min against iterations and floats sent per client, "
         "for run directories or sweep directories (all their runs).",
     )
     plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run or sweep directories")
     plot.add_argument("--out", type=Path, help="PNG file to write (default: <first DIR>/plots/comparison.png)")
     plot.add_argument("--title", default="", help="figure title")
-    plot.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
     part = sub.add_parser(
-        "partition", help="print each client's label histogram for a config's partition",
+        "partition", parents=[common, overrides], help="print each client's label histogram for a config's partition",
         description="Load the config's dataset, split it into clients as the run would, and print every "
         "client's label histogram and the number of rows dropped.",
     )
     part.add_argument("config", type=Path, help="TOML config file")
-    part.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                      help="override a config value, e.g. --set partition.scheme=dirichlet --set partition.alpha=0.3")
-    part.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
     rep = sub.add_parser(
-        "reproduce", help="run a paper figure's suite and write its figures and report",
+        "reproduce", parents=[common, overrides], help="run a paper figure's suite and write its figures and report",
         description="Run every setting of a named suite (see --list), write the figures and report.md with a "
         "results table and, for each of the paper's claims, whether it was reproduced and the numbers.",
     )
     rep.add_argument("name", nargs="?", help="suite name")
     rep.add_argument("--quick", action="store_true", help="the reduced version (minutes on 2 CPU cores)")
     rep.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
-    rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override a value of every run of the suite")
     rep.add_argument("--list", action="store_true", help="list the suites and exit")
-    rep.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
 
-    lst = sub.add_parser("list", help="list algorithms, problems, bundled datasets and options")
-    lst.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    sub.add_parser("list", parents=[common], help="list algorithms, problems, bundled datasets and options")
     return p
 
 

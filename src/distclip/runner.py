@@ -267,9 +267,9 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "engine": type(transport).__name__,
         "world_size": transport.world,
-        "problem": problem.info(),
+        "problem": (info := problem.info()),
         "n_clients": problem.n_clients,
-        "rows_dropped": problem.info().get("rows_dropped", 0),
+        "rows_dropped": info.get("rows_dropped", 0),
         **facts,
     }
     t0 = time.perf_counter()

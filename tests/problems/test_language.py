@@ -96,7 +96,7 @@ def test_lstm_training_lowers_perplexity():
              "run": {"steps": 30, "batch_size": 4, "log_every": 30, "dtype": "float32"}})
     first, last = r.metrics[0], r.metrics[-1]
     assert first["valid_ppl"] > 5000 and last["valid_ppl"] < 0.5 * first["valid_ppl"]
-    assert last["loss"] < first["loss"] and "train_ppl" in last
+    assert last["loss"] < first["loss"] and "valid_loss" in last
 
 
 def test_lstm_config_errors():

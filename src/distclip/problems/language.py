@@ -8,7 +8,8 @@ the official CELGC assignment). A minibatch is ``batch_size`` windows of ``bptt`
 The model: embedding -> LSTM layers -> decoder tied to the embedding, written with ``baddbmm`` on
 ``[n, ...]`` weight stacks so n clients run as one batched recurrence. The logged f and ∇f are taken on
 a fixed sample of training windows (``EVAL_WINDOWS`` per client); ``extra_metrics`` adds the loss and
-perplexity on the whole validation stream. No dropout or AWD-LSTM regularisation yet.
+perplexity on the whole validation stream (training perplexity is exp of the logged loss).
+No dropout or AWD-LSTM regularisation yet.
 """
 
 from __future__ import annotations
@@ -144,8 +145,7 @@ class LanguageModel:
                 chunk = self.V[s : s + VALID_CHUNK].unsqueeze(0)
                 total += float(self._loss(stack, chunk)) * chunk.shape[1]
         valid = total / len(self.V)
-        return {"train_ppl": math.exp(min(self.loss(x), 50.0)), "valid_loss": valid,
-                "valid_ppl": math.exp(min(valid, 50.0))}
+        return {"valid_loss": valid, "valid_ppl": math.exp(min(valid, 50.0))}  # train ppl = exp(loss)
 
     def smoothness(self) -> float:
         raise DistclipError("a network has no known smoothness constant L; give algorithm.lr as a number")
