@@ -94,7 +94,9 @@ class AlgorithmConfig:
     official: bool = field(default=False, metadata={"help": "clip-gd/naive: also average the replicas each step"})
     lr_schedule: str = field(default="constant", metadata={"help": "constant | milestones | cosine (lr and gamma "
                                                                     "scaled together)"})
-    milestones: list[int] = field(default_factory=list, metadata={"help": "steps at which lr and gamma decay"})
+    milestones: list[int] = field(default_factory=list, metadata={"help": "steps (or epochs, see milestone_unit) "
+                                                                            "at which lr and gamma decay"})
+    milestone_unit: str = field(default="steps", metadata={"help": "steps | epochs: the unit of milestones"})
     decay: float = field(default=0.1, metadata={"help": "factor applied at each milestone"})
 
 
@@ -103,6 +105,11 @@ class RunConfig:
     steps: int = field(default=1000, metadata={"help": "server steps K"})
     batch_size: int = field(default=0, metadata={"help": "minibatch per client; 0 = full gradients"})
     log_every: int = field(default=1, metadata={"help": "log every this many steps (step 0 and the last always)"})
+    epochs: float = field(default=0.0, metadata={"help": "run length in epochs instead of run.steps; an epoch is "
+                                                         "floor(rows per client / batch_size) steps (1 step with "
+                                                         "full gradients)"})
+    log_every_epochs: float = field(default=0.0, metadata={"help": "log (evaluate the averaged model) every this "
+                                                                   "many epochs instead of every run.log_every steps"})
     dtype: str = field(default="float64", metadata={"help": "float64 | float32"})
     device: str = field(default="cpu", metadata={"help": "cpu | cuda | cuda:N"})
     name: str | None = field(default=None, metadata={"help": "run name (default: algorithm and problem)"})
@@ -375,6 +382,12 @@ def validate(cfg: Config) -> None:
         raise DistclipError(f"run.batch_size = {r.batch_size} must be >= 0 (0 = full gradients)")
     if r.log_every < 1:
         raise DistclipError(f"run.log_every = {r.log_every} must be >= 1")
+    for key, steps_key in (("epochs", "steps"), ("log_every_epochs", "log_every")):
+        value = getattr(r, key)
+        if not (value >= 0 and math.isfinite(value)):
+            raise DistclipError(f"run.{key} = {value} must be a finite number >= 0 (0: use run.{steps_key})")
+        if value > 0 and f"run.{steps_key}" in cfg.given:
+            raise DistclipError(f"run.{key} and run.{steps_key} both given; keep one of them")
     _choice("run.dtype", r.dtype, ("float64", "float32"))
     _choice("run.engine", r.engine, ("auto", "simulator", "distributed"))
     _choice("run.backend", r.backend, ("auto", "gloo", "nccl"))
@@ -388,7 +401,7 @@ def validate(cfg: Config) -> None:
 
 def _validate_algorithm(cfg: Config) -> None:
     a, spec = cfg.algorithm, ALGORITHMS[cfg.algorithm.name]
-    generic = {"name", "lr", "lr_schedule", "milestones", "decay"} if spec.uses_lr else {"name"}
+    generic = {"name", "lr", "lr_schedule", "milestones", "milestone_unit", "decay"} if spec.uses_lr else {"name"}
     for f in dataclasses.fields(AlgorithmConfig):
         if f.name in generic or f"algorithm.{f.name}" not in cfg.given or f.name in spec.params:
             continue
@@ -397,10 +410,11 @@ def _validate_algorithm(cfg: Config) -> None:
             f"algorithm.{f.name} does not apply to {a.name}; it applies to: {', '.join(users) or 'none'}"
         )
     _choice("algorithm.lr_schedule", a.lr_schedule, ("constant", "milestones", "cosine"))
+    _choice("algorithm.milestone_unit", a.milestone_unit, ("steps", "epochs"))
     if (a.lr_schedule == "milestones") != bool(a.milestones):
         raise DistclipError("algorithm.milestones (steps) go with lr_schedule = 'milestones', which needs them")
     if any(m < 1 for m in a.milestones) or not 0 < a.decay <= 1:
-        raise DistclipError("algorithm.milestones must be steps >= 1 and algorithm.decay in (0, 1]")
+        raise DistclipError("algorithm.milestones must be >= 1 and algorithm.decay in (0, 1]")
     if spec.uses_lr:
         if a.lr is None:
             raise DistclipError(f"{a.name} needs algorithm.lr (a number > 0, or 'c/L' such as '1/L')")

@@ -3,8 +3,8 @@
 - :func:`plot_runs` (Clip21 / EF21 axes): log ‖∇f(x^k)‖² and f(x^k) − f_min against iterations and
   against floats sent per client, f_min being the smallest loss over all runs drawn (so the best
   run's final gap is 0 and is left out of the log scale).
-- :func:`plot_training` (CELGC axes) for networks: loss against steps, rounds and wall clock, test
-  accuracy and clipping frequency.
+- :func:`plot_training` (CELGC axes) for networks: loss against epochs, rounds and wall clock, test
+  accuracy (or validation perplexity) and clipping frequency against epochs.
 """
 
 from __future__ import annotations
@@ -49,21 +49,24 @@ def _save(fig: Any, legend_axis: Any, title: str, out: Path) -> Path:
 
 
 def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
-    """Network training panels (CELGC Figs. 1-5 axes): training loss against steps, communication
-    rounds and wall clock; test accuracy against steps; clipping frequency against steps."""
+    """Network training panels (CELGC Figs. 1-5 axes): training loss against epochs (steps for runs
+    logged without epochs), communication rounds and wall clock; test accuracy or validation
+    perplexity, clipping frequency and ‖∇f‖² against epochs."""
     runs = [(label, rows) for label, rows in runs if rows]
     if not runs:
         raise DistclipError("no logged steps to plot")
     fig, axes = plt.subplots(2, 3, figsize=(15, 8), constrained_layout=True)
+    by_epoch = all("epoch" in r for _, rows in runs for r in rows)
+    x, xlabel = ("epoch", "epochs") if by_epoch else ("step", "iteration")
+    lm = any("valid_ppl" in r for _, rows in runs for r in rows)
     panels = [
-        (axes[0, 0], "step", "loss", "iteration", "training loss", True),
+        (axes[0, 0], x, "loss", xlabel, "training loss", True),
         (axes[0, 1], "comm_rounds", "loss", "communication rounds", "training loss", True),
         (axes[0, 2], "wall_s", "loss", "wall clock in algorithm steps (s)", "training loss", True),
-        (axes[1, 0], "step", "valid_ppl" if any("valid_ppl" in r for _, rows in runs for r in rows) else "test_acc",
-         "iteration", "validation perplexity" if any("valid_ppl" in r for _, rows in runs for r in rows)
-         else "test accuracy", False),
-        (axes[1, 1], "step", "clip_frac_mean", "iteration", "clipping frequency", False),
-        (axes[1, 2], "step", "grad_norm_sq", "iteration", r"$\|\nabla f\|^2$", True),
+        (axes[1, 0], x, "valid_ppl" if lm else "test_acc", xlabel,
+         "validation perplexity" if lm else "test accuracy", False),
+        (axes[1, 1], x, "clip_frac_mean", xlabel, "clipping frequency", False),
+        (axes[1, 2], x, "grad_norm_sq", xlabel, r"$\|\nabla f\|^2$", True),
     ]
     for ax, xkey, ykey, xlabel, ylabel, log in panels:
         for label, rows in runs:

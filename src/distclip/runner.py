@@ -174,10 +174,31 @@ def _prepare_out(out: Path, continuing: bool) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class Length:
+    """A run's length and logging cadence in server steps, resolved from steps or epochs."""
+
+    steps_per_epoch: int
+    steps: int
+    log_every: int
+    milestones: list[int]
+
+
+def resolve_length(cfg: Config, problem: Problem) -> Length:
+    """Steps, log interval and milestones in steps; an epoch is ⌊rows per client / batch⌋ server steps
+    (one pass over each client's data; 1 step with full gradients), CELGC's and EPISODE's notion."""
+    r, a = cfg.run, cfg.algorithm
+    spe = 1 if r.batch_size == 0 else max(1, problem.rows_per_client() // r.batch_size)
+    steps = math.ceil(r.epochs * spe) if r.epochs > 0 else r.steps
+    log_every = max(1, round(r.log_every_epochs * spe)) if r.log_every_epochs > 0 else r.log_every
+    milestones = [m * spe for m in a.milestones] if a.milestone_unit == "epochs" else list(a.milestones)
+    return Length(spe, steps, log_every, milestones)
+
+
 def same_run(config_toml: str, cfg: Config) -> bool:
     """Whether a checkpoint's config describes ``cfg``'s run, up to its length (``run.steps``)."""
     other = from_dict(tomllib.loads(config_toml))
-    other.run.steps = cfg.run.steps
+    other.run.steps, other.run.epochs = cfg.run.steps, cfg.run.epochs
     return to_toml(other) == to_toml(cfg)
 
 
@@ -249,7 +270,10 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
 
+    length = resolve_length(cfg, problem)
+
     def log(row: dict[str, Any]) -> None:
+        row["epoch"] = row["step"] / length.steps_per_epoch
         rows.append(row)
         if writer is not None and row["step"] > done:
             writer.write(row)
@@ -270,16 +294,18 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         "problem": (info := problem.info()),
         "n_clients": problem.n_clients,
         "rows_dropped": info.get("rows_dropped", 0),
+        "steps": length.steps,
+        "steps_per_epoch": length.steps_per_epoch,
         **facts,
     }
     t0 = time.perf_counter()
     try:
         state, prog = train(
-            rules, ctx, problem, cfg.run.steps, cfg.run.log_every, log, evaluate=writer_rank,
+            rules, ctx, problem, length.steps, length.log_every, log, evaluate=writer_rank,
             progress=progress and writer_rank, resume=resumed,
             checkpoint=save if out_dir is not None else None, checkpoint_every=cfg.run.checkpoint_every,
             step_size=None if cfg.algorithm.lr_schedule == "constant" else StepSize(
-                cfg.algorithm.lr_schedule, cfg.algorithm.milestones, cfg.algorithm.decay, cfg.run.steps),
+                cfg.algorithm.lr_schedule, length.milestones, cfg.algorithm.decay, length.steps),
         )
     except NonFinite as e:
         summary.update(status="diverged", error=str(e), final=rows[-1] if rows else None)
