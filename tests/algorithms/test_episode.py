@@ -291,3 +291,15 @@ def test_episode_beats_celgc_on_the_heterogeneous_quartic() -> None:
         runs[name] = runner.run(config.from_dict(doc)).metrics[-1]
     assert runs["episode"]["loss"] < runs["celgc"]["loss"] - 5
     assert runs["episode"]["grad_norm_sq"] < 0.1 < runs["celgc"]["grad_norm_sq"]
+
+
+def test_resume_mid_round_from_checkpoint(tmp_path) -> None:
+    """A checkpoint taken inside a round (G_r^i, G_r, c_r, momentum saved) resumes to the same numbers."""
+    doc = logreg("episode", steps=7, batch=8, lr=1.0, gamma=0.2, local_steps=3, momentum=0.9)
+    doc["run"]["checkpoint_every"] = 7
+    runner.run(config.from_dict(doc), tmp_path / "run")
+    doc["run"]["steps"] = 12
+    resumed = runner.run(config.from_dict(doc), tmp_path / "run", resume=True)
+    straight = runner.run(config.from_dict(doc))
+    assert resumed.summary["resumed_from"] == 7
+    torch.testing.assert_close(resumed.model, straight.model, rtol=0, atol=0)
