@@ -180,6 +180,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("problems:")
     print("  logreg               logistic regression + λ Σ x²/(1+x²) on LIBSVM data (dataset or path)")
     print("  quadratic            f_i(x) = ½ c_i ‖x − a_i‖² (centres, curvatures)")
+    print("  quartic              f_i(x) = x⁴ − 3x³ − H·h_i·x² + x + Unif(−σ, σ) gradient noise (EPISODE's synthetic)")
     print("bundled datasets (problem.dataset):")
     for name, info in BUNDLED.items():
         print(f"  {name:<20} {info.n_rows} rows x {info.n_features} features  {info.description}")

@@ -32,7 +32,7 @@ Number = float | int
 
 @dataclass
 class ProblemConfig:
-    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn | lstm"})
+    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn | lstm | quartic"})
     dataset: str | None = field(default=None, metadata={"help": "bundled LIBSVM name (see `distclip list`)"})
     path: str | None = field(default=None, metadata={"help": "svmlight file (plain or .gz) instead of dataset"})
     n_features: int | None = field(default=None, metadata={"help": "feature count (default: from the file)"})
@@ -49,6 +49,9 @@ class ProblemConfig:
     rotate: bool = field(default=False, metadata={"help": "lstm: client i reads shard (i + epoch) mod N (CELGC code)"})
     channels: list[int] = field(default_factory=lambda: [8, 16], metadata={"help": "cnn: channels of its 2 convs"})
     test_fraction: float = field(default=0.2, metadata={"help": "mlp/cnn: share of rows held out for test metrics"})
+    het: float = field(default=0.0, metadata={"key": "H", "help": "quartic: heterogeneity H of f_i = x⁴ − 3x³ − "
+                                              "H·h_i·x² + x"})
+    sigma: float = field(default=0.0, metadata={"help": "quartic: gradient noise Unif(−σ, σ) per sample"})
 
 
 #: problem keys that only some kinds use (the others apply to every kind)
@@ -57,6 +60,7 @@ _PROBLEM_KEYS: dict[str, set[str]] = {
     "lam": {"logreg"}, "features": {"logreg"}, "centres": {"quadratic"}, "curvatures": {"quadratic"},
     "hidden": {"mlp", "lstm"}, "channels": {"cnn"}, "test_fraction": {"mlp", "cnn"}, "bptt": {"lstm"},
     "rotate": {"lstm"},
+    "het": {"quartic"}, "sigma": {"quartic"},
 }
 
 
@@ -98,6 +102,9 @@ class AlgorithmConfig:
                                                                             "at which lr and gamma decay"})
     milestone_unit: str = field(default="steps", metadata={"help": "steps | epochs: the unit of milestones"})
     decay: float = field(default=0.1, metadata={"help": "factor applied at each milestone"})
+    resample_batch: int | None = field(default=None, metadata={"help": "episode: minibatch of the resampled "
+                                       "gradient G_r^i (default batch_size·local_steps; 0 = full gradient)"})
+    comparison: str = field(default=">", metadata={"help": "episode: clip a round when ‖G_r‖ > γ/lr, or '>='"})
 
 
 @dataclass
@@ -317,7 +324,7 @@ def lr_factor(lr: float | str) -> tuple[float, bool]:
 def validate(cfg: Config) -> None:
     """Range and consistency checks that do not need the data (those live in the builders)."""
     p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
-    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn", "lstm"))
+    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn", "lstm", "quartic"))
     for f in dataclasses.fields(ProblemConfig):
         if f"problem.{_key(f)}" in cfg.given and p.kind not in _PROBLEM_KEYS.get(f.name, {p.kind}):
             raise DistclipError(
@@ -345,6 +352,9 @@ def validate(cfg: Config) -> None:
             raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
         if p.lam < 0 or math.isnan(p.lam) or math.isinf(p.lam):
             raise DistclipError(f"problem.lambda = {p.lam} must be a finite number >= 0")
+    elif p.kind == "quartic":
+        if not (math.isfinite(p.het) and math.isfinite(p.sigma) and p.sigma >= 0):
+            raise DistclipError(f"quartic: problem.H = {p.het} must be finite and problem.sigma = {p.sigma} >= 0")
     else:
         if not p.centres:
             raise DistclipError("quadratic needs problem.centres, one centre per client, e.g. [3.0, -3.0]")
@@ -421,11 +431,13 @@ def _validate_algorithm(cfg: Config) -> None:
         lr_factor(a.lr)
     elif "algorithm.lr" in cfg.given:
         raise DistclipError(f"algorithm.lr does not apply to {a.name} (it has no step size); remove it")
-    if "tau" in spec.params and a.name != "celgc":
+    if "tau" in spec.params and a.name not in ("celgc", "episode"):
         if a.tau is None:
             raise DistclipError(f"{a.name} needs algorithm.tau, the clipping threshold (> 0; inf disables clipping)")
-    if a.name == "celgc" and (a.tau is None) == (a.gamma is None):
-        raise DistclipError("celgc needs exactly one of algorithm.gamma (max step length) or algorithm.tau (gamma/lr)")
+    if a.name in ("celgc", "episode") and (a.tau is None) == (a.gamma is None):
+        raise DistclipError(
+            f"{a.name} needs exactly one of algorithm.gamma (max step length) or algorithm.tau (gamma/lr)"
+        )
     for key in ("tau", "gamma"):
         value = getattr(a, key)
         if value is None:
@@ -476,6 +488,17 @@ def _validate_algorithm(cfg: Config) -> None:
         raise DistclipError(f"{a.name} needs run.batch_size > 0; for full gradients use algorithm {other}")
     if spec.needs_targets and cfg.problem.kind != "quadratic":
         raise DistclipError(f"{a.name} averages the vectors a_i of problem kind 'quadratic' (its centres)")
+    if a.name == "episode":
+        _validate_episode(a)
+
+
+def _validate_episode(a: AlgorithmConfig) -> None:
+    _choice("algorithm.comparison", a.comparison, (">", ">="))
+    if isinstance(a.tau, list) or isinstance(a.gamma, list):
+        raise DistclipError("episode takes one algorithm.gamma (or tau) for all clients: a round's clip decision "
+                            "is global")
+    if a.resample_batch is not None and a.resample_batch < 0:
+        raise DistclipError(f"algorithm.resample_batch = {a.resample_batch} must be >= 0 (0 = full gradient)")
 
 
 # -- writing the resolved config -------------------------------------------------------------------

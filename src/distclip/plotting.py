@@ -108,3 +108,21 @@ def plot_runs(runs: list[Run], out: Path, title: str = "") -> Path:
         ax.set_ylabel(ylabel)
         ax.grid(True, which="major", alpha=0.3)
     return _save(fig, axes[0, 0], title, out)
+
+
+def plot_loss_panels(groups: dict[str, list[Run]], out: Path, title: str = "") -> Path:
+    """One panel per group (e.g. per heterogeneity level): the objective f(x̄) on a linear scale, so negative
+    objectives (the quartic) show as they are, against iterations on a symlog axis (early phase and end)."""
+    groups = {name: [(label, rows) for label, rows in runs if rows] for name, runs in groups.items()}
+    if not any(groups.values()):
+        raise DistclipError("no logged steps to plot")
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 4), constrained_layout=True, squeeze=False)
+    for ax, (name, runs) in zip(axes[0], groups.items(), strict=True):
+        for label, rows in runs:
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=label, linewidth=1.4)
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_title(name)
+        ax.set_xlabel("iteration (symlog)")
+        ax.set_ylabel("f")
+        ax.grid(True, alpha=0.3)
+    return _save(fig, axes[0, 0], title, out)

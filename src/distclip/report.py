@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 
@@ -51,5 +52,7 @@ def _grid_keys(r: Any) -> set[str]:
 def _value(r: Any, section: str, name: str) -> Any:
     if f"{section}.{name}" not in r.config.given:
         return None
-    v = getattr(getattr(r.config, section), name)
+    obj = getattr(r.config, section)
+    attr = next((f.name for f in dataclasses.fields(obj) if f.metadata.get("key", f.name) == name), name)
+    v = getattr(obj, attr)
     return tuple(v) if isinstance(v, list) else v

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import platform
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -21,7 +22,7 @@ import torch
 from . import __version__
 from .config import load
 from .errors import DistclipError
-from .plotting import plot_runs, plot_training
+from .plotting import plot_loss_panels, plot_runs, plot_training
 from .report import format_table, grid_groups
 from .runner import RunResult, run_sweep
 
@@ -40,6 +41,8 @@ class Suite:
     quick: tuple[str, ...]  # --set overrides of the quick version
     claims: Callable[[dict[str, RunResult]], list[Claim]]
     training: bool = False  # network suite: plot training curves instead of ‖∇f‖² and f − f_min
+    table: Callable[[dict[str, RunResult]], list[str]] | None = None  # extra report section (markdown lines)
+    loss_panels: bool = False  # also plot f against rounds, one panel per grid value
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -149,6 +152,99 @@ def _clip21_sgd_claims(r: dict[str, RunResult]) -> list[Claim]:
     ]
 
 
+def _clip_frequency(result: RunResult) -> float:
+    """Fraction of (client, step) pairs clipped over the run (each log's clip_frac_mean weighted by its steps)."""
+    rows = result.metrics
+    steps = rows[-1]["step"]
+    covered = sum(b["clip_frac_mean"] * (b["step"] - a["step"]) for a, b in zip(rows, rows[1:], strict=False))
+    return covered / steps if steps else 0.0
+
+
+# experiments.md §8 target 9 (reference simulation): final f per method and H, as a range
+_TARGET9_F = {("celgc", 0.0): (-6.318, -6.318), ("celgc", 1.0): (-8.86, -8.86), ("celgc", 2.0): (-11.66, -11.66),
+              ("celgc", 4.0): (-11.6, -11.5), ("episode", 0.0): (-6.318, -6.318), ("episode", 1.0): (-8.86, -8.86),
+              ("episode", 2.0): (-11.66, -11.66), ("episode", 4.0): (-17.95, -17.95)}
+# the whole row as printed there: CELGC f, |f'|, clip frequency; EPISODE f, |f'|, clip frequency
+_TARGET9_ROW = {0.0: ("−6.318", "≈ 0.08", "≈ 0.003", "−6.318", "≈ 0.08", "< 0.01"),
+                1.0: ("−8.86", "0.26", "0.29", "−8.86", "≈ 0.11", "< 0.01"),
+                2.0: ("−11.66", "0.33", "0.98", "−11.66", "0.10–0.13", "< 0.01"),
+                4.0: ("−11.5 to −11.6", "≈ 12", "0.96", "−17.95", "0.14–0.21", "< 0.01")}
+
+
+def _quartic_stats(r: dict[str, RunResult]) -> dict[tuple[str, float], tuple[float, float, float, int]]:
+    """(method, H) -> mean over seeds of final f, final |f'|, clip frequency; and the number of seeds."""
+    out = {}
+    for label, res in r.items():
+        if "seed=" in label:
+            continue
+        name, _, h = label.partition("-H=")
+        seeds = [v for k, v in r.items() if k.startswith(f"{label}-seed=")] or [res]
+        stats = [(s.metrics[-1]["loss"], math.sqrt(s.metrics[-1]["grad_norm_sq"]), _clip_frequency(s)) for s in seeds]
+        out[name, float(h)] = (*(sum(col) / len(col) for col in zip(*stats, strict=True)), len(seeds))
+    return out
+
+
+def _quartic_claims(r: dict[str, RunResult]) -> list[Claim]:
+    st = _quartic_stats(r)
+    hs = sorted(h for name, h in st if name == "celgc")
+    n = st["episode", hs[0]][3]
+    out = []
+    for h in (h for h in hs if h >= 1):
+        c, e = st["celgc", h], st["episode", h]
+        out.append(Claim(f"H = {h:g}: EPISODE ends nearer a stationary point than CELGC (final |f'|, mean of {n} "
+                         "seeds)", e[1] < c[1], f"EPISODE {e[1]:.3f}, CELGC {c[1]:.3f}"))
+    if 4.0 in hs:
+        c, e = st["celgc", 4.0], st["episode", 4.0]
+        out.append(Claim("H = 4: EPISODE reaches a clearly lower objective (by more than 1)", e[0] < c[0] - 1,
+                         f"EPISODE f = {e[0]:.3f}, CELGC f = {c[0]:.3f}"))
+    if 0.0 in hs:
+        c, e = st["celgc", 0.0], st["episode", 0.0]
+        out.append(Claim("H = 0 (identical clients): both reach the same f (within 0.01)", abs(e[0] - c[0]) < 0.01,
+                         f"EPISODE {e[0]:.4f}, CELGC {c[0]:.4f}"))
+    freq = {h: st["episode", h][2] for h in hs}
+    out.append(Claim("EPISODE clips in fewer than 1% of its rounds at every H", max(freq.values()) < 0.01,
+                     ", ".join(f"H = {h:g}: {f:.4f}" for h, f in freq.items())))
+    off = {k: min(abs(st[k][0] - lo), abs(st[k][0] - hi)) if not lo <= st[k][0] <= hi else 0.0
+           for k, (lo, hi) in _TARGET9_F.items() if k in st}
+    out.append(Claim("final f within 0.1 of the reference simulation (experiments.md §8 target 9) for every method "
+                     "and H", bool(off) and max(off.values()) <= 0.1,
+                     f"largest distance {max(off.values(), default=math.nan):.3f}"))
+    return out
+
+
+def _quartic_table(r: dict[str, RunResult]) -> list[str]:
+    st = _quartic_stats(r)
+    hs = sorted(h for name, h in st if name == "celgc")
+    lines = [f"## Target 9 (experiments.md §8): mean of {st['celgc', hs[0]][3]} seeds; reference simulation in "
+             "parentheses", "",
+             "| H | CELGC f | CELGC \\|f'\\| | CELGC clip freq. | EPISODE f | EPISODE \\|f'\\| | EPISODE clip freq. |",
+             "|---|---|---|---|---|---|---|"]
+    for h in hs:
+        ref = _TARGET9_ROW.get(h, ("—",) * 6)
+        ours = [*st["celgc", h][:3], *st["episode", h][:3]]
+        cells = [f"{v:.4g} ({want})" for v, want in zip(ours, ref, strict=True)]
+        lines.append(f"| {h:g} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _hetero_claims(r: dict[str, RunResult]) -> list[Claim]:
+    ce, ep, nv = (r[k].metrics[-1] for k in ("celgc", "episode", "naive-parallel-clip"))
+    s = r["episode"].config.partition.similarity
+    fc, fe = _clip_frequency(r["celgc"]), _clip_frequency(r["episode"])
+    return [
+        Claim(f"with similarity s = {s:g} (H = {1 - s:g}) EPISODE's final training loss is at most CELGC's "
+              f"(same I, η, γ; {ep['step']} steps)", ep["loss"] <= ce["loss"],
+              f"EPISODE {ep['loss']:.4f}, CELGC {ce['loss']:.4f}, naive parallel clip {nv['loss']:.4f}"),
+        Claim("EPISODE's final ‖∇f‖² is at most CELGC's", ep["grad_norm_sq"] <= ce["grad_norm_sq"],
+              f"EPISODE {ep['grad_norm_sq']:.3g}, CELGC {ce['grad_norm_sq']:.3g}, "
+              f"naive parallel clip {nv['grad_norm_sq']:.3g}"),
+        Claim("EPISODE's test accuracy is at least CELGC's", ep["test_acc"] >= ce["test_acc"],
+              f"EPISODE {ep['test_acc']:.4f}, CELGC {ce['test_acc']:.4f}, naive parallel clip {nv['test_acc']:.4f}"),
+        Claim("EPISODE (one decision per round on the averaged resampled gradient) clips less often than CELGC "
+              "(local norms)", fe <= fc, f"clip frequency: EPISODE {fe:.3f}, CELGC {fc:.3f}"),
+    ]
+
+
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in [
@@ -164,8 +260,41 @@ SUITES: dict[str, Suite] = {
               ("run.steps=300",), _celgc_claims, training=True),
         Suite("clip21-sgd-cnn", "Clip21-SGD vs Clip-SGD (and SGD) on a CNN, heterogeneous MNIST shards",
               ("run.steps=400",), _clip21_sgd_claims, training=True),
+        Suite("episode-synthetic", "EPISODE vs CELGC on the synthetic quartic, H in {0, 1, 2, 4}, 5 seeds",
+              (), _quartic_claims, table=_quartic_table, loss_panels=True),
+        Suite("episode-hetero", "EPISODE vs CELGC vs naive parallel clipping, MLP on digits, similarity 30% (H = 0.7)",
+              ("run.steps=400",), _hetero_claims, training=True),
     ]
 }
+
+
+_SEED = re.compile(r"-?seed=\d+")
+
+
+def _mean(values: list) -> object:
+    if all(v == values[0] for v in values) or not all(isinstance(v, int | float) for v in values):
+        return values[0]
+    return sum(values) / len(values)
+
+
+def average_seeds(results: list[RunResult]) -> list[RunResult]:
+    """Merge runs whose labels differ only in a ``seed=K`` part: metrics averaged step by step (the
+    seeds' f, ‖∇f‖², clip fractions, ...), model averaged, label without the seed. Other runs pass through."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault(_SEED.sub("", r.label), []).append(r)
+    out = []
+    for label, members in groups.items():
+        if len(members) == 1 and members[0].label == label:
+            out.append(members[0])
+            continue
+        rows = [{k: _mean([m[k] for m in ms]) for k in ms[0]} for ms in zip(*(r.metrics for r in members), strict=True)]
+        summary = {**members[0].summary, "label": label, "seeds": [r.config.seed for r in members],
+                   "last_clip_step": max(r.summary.get("last_clip_step", -1) for r in members),
+                   "total_s": sum(r.summary.get("total_s", 0.0) for r in members)}
+        model = torch.stack([r.model for r in members]).mean(dim=0)
+        out.append(RunResult(members[0].config, rows, summary, model, None, label, dict(members[0].extra)))
+    return out
 
 
 def suite_path(name: str) -> Path:
@@ -176,32 +305,39 @@ def suite_path(name: str) -> Path:
 
 def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = (),
               progress: bool = False) -> tuple[list[RunResult], list[Claim], Path]:
-    """Run suite ``name`` into ``out``, write figures and ``report.md``; return runs, claims checked, report."""
+    """Run suite ``name`` into ``out``, write figures and ``report.md``; return runs (seeds averaged, see
+    :func:`average_seeds`), claims checked, report. Claims see both the single runs and the averages."""
     path = suite_path(name)
     suite = SUITES[name]
     cfg = load(path, [*(suite.quick if quick else ()), *overrides])
-    results = run_sweep(cfg, out, progress=progress, on_result=lambda res: res.extra.update(sweep=cfg.sweep))
-    by_label = {r.label: r for r in results}
+    runs = run_sweep(cfg, out, progress=progress, on_result=lambda res: res.extra.update(sweep=cfg.sweep))
+    results = average_seeds(runs)
+    by_label = {r.label: r for r in runs} | {r.label: r for r in results}
     claims = suite.claims(by_label)
     draw = plot_training if suite.training else plot_runs
     figures = [draw([(r.label, r.metrics) for r in results], out / "plots" / "all.png", suite.title)]
+    groups = grid_groups(results)
     if not suite.training:
-        for group, members in grid_groups(results).items():
+        for group, members in groups.items():
             figures.append(draw([(r.label, r.metrics) for r in members], out / "plots" / f"{group}.png",
                                 f"{name}: {group}"))
+    if suite.loss_panels:
+        figures.append(plot_loss_panels({g: [(r.label, r.metrics) for r in m] for g, m in groups.items()},
+                                        out / "plots" / "loss.png", f"{name}: f(x̄) per iteration"))
     command = f"distclip reproduce {name}" + (" --quick" if quick else "") + "".join(f" --set {o}" for o in overrides)
     lines = [
         f"# {name}: {suite.title}",
         "",
         f"Generated by `{command}` on {_dt.date.today().isoformat()} with distclip {__version__}, torch "
         f"{torch.__version__}, {platform.machine()} CPU x {torch.get_num_threads()} threads. Total run time "
-        f"{sum(r.summary.get('total_s', 0.0) for r in results):.1f} s.",
+        f"{sum(r.summary.get('total_s', 0.0) for r in runs):.1f} s.",
         "",
         "## Claims",
         "",
         *[f"- {'reproduced' if c.holds else '**not reproduced**'}: {c.text} — {c.evidence}" for c in claims],
         "",
-        "## Final values",
+        *(suite.table(by_label) if suite.table else []),
+        "## Final values" + (f" (mean over seeds, {len(runs)} runs)" if len(results) < len(runs) else ""),
         "",
         "```",
         format_table(results),

@@ -22,11 +22,17 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: int) -> np.ndarray:
-    """Indices ``[len(clients), batch]`` in ``[0, rows)`` for each client at ``step``."""
+def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: int, stream: int = 0) -> np.ndarray:
+    """Indices ``[len(clients), batch]`` in ``[0, rows)`` for each client at ``step``.
+
+    ``stream`` > 0 gives an independent sequence for a second kind of draw at the same step (EPISODE's
+    resampled gradient); stream 0 is the sequence of the steps' own minibatches.
+    """
     key = _mix(np.full(len(clients), seed % 2**64, dtype=np.uint64))
     key = _mix(key ^ np.asarray(clients, dtype=np.uint64))
     key = _mix(key ^ np.uint64(step % 2**64))
+    if stream:
+        key = _mix(key ^ np.uint64(stream % 2**64))
     j = np.arange(batch, dtype=np.uint64)
     bits = _mix(key[:, None] + j[None, :] * _GOLDEN) >> np.uint64(11)
     return (bits % np.uint64(rows)).astype(np.int64)

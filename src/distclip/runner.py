@@ -40,6 +40,7 @@ from .problems.logreg import LogReg
 from .problems.models import CNN, MLP
 from .problems.network import Network
 from .problems.quadratic import Quadratic
+from .problems.quartic import Quartic
 from .schedule import StepSize
 
 
@@ -78,6 +79,8 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
+    if p.kind == "quartic":
+        return Quartic(cfg.partition.clients, p.het, p.sigma, _x0(p.x0, 1, dtype, device))
     if p.kind == "lstm":
         lm = LanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden[0], len(p.hidden), p.bptt,
                            p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
@@ -98,8 +101,9 @@ def build_partition(cfg: Config) -> tuple[Dataset | Images, Partition]:
     For the network problems only the training rows are split; partition rows index the whole set.
     """
     p = cfg.problem
-    if p.kind in ("quadratic", "lstm"):
-        what = "its clients are its centres" if p.kind == "quadratic" else "the token stream is cut into N shards"
+    if p.kind in ("quadratic", "lstm", "quartic"):
+        what = {"quadratic": "its clients are its centres", "quartic": "its clients are the h_i",
+                "lstm": "the token stream is cut into N shards"}[p.kind]
         raise DistclipError(f"problem kind '{p.kind}' has no labelled rows to partition; {what}")
     if p.kind in ("mlp", "cnn"):
         data = load_images(p.dataset, p.path)
@@ -141,7 +145,7 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
         return full[transport.clients].contiguous()
 
     tau, gamma = per_client(a.tau), None
-    if a.name == "celgc":
+    if a.name in ("celgc", "episode"):
         gamma = per_client(a.gamma) if a.gamma is not None else tau * lr
         tau = gamma / lr
     hp = Hyper(
@@ -149,6 +153,8 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
         option=a.option, init=a.init or "default", compressor=Compressor(a.compressor if a.name == "ef21" else
         "identity", a.k), momentum=a.momentum, dampening=a.dampening, nesterov=a.nesterov,
         weight_decay=a.weight_decay, baseline=a.baseline, official=a.official,
+        resample_batch=cfg.run.batch_size * a.local_steps if a.resample_batch is None else a.resample_batch,
+        comparison=a.comparison,
     )
     oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)
     return Context(transport, oracle, hp, x0), facts

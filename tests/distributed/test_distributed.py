@@ -57,6 +57,8 @@ CASES = {
     "local-sgd": logreg({"name": "local-sgd", "lr": 0.5, "local_steps": 4}, batch=8),
     "clip21-avg": {"problem": QUAD, "algorithm": {"name": "clip21-avg", "tau": 1.0}, "run": {"steps": 12}},
     "clip21-float32": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, dtype="float32"),
+    "episode": logreg({"name": "episode", "lr": 1.0, "gamma": 0.2, "local_steps": 3, "momentum": 0.9,
+                       "weight_decay": 1e-3}, batch=8),
 }
 
 

@@ -6,7 +6,7 @@ the config validation, engines and CLI pick it up from this table.
 
 from __future__ import annotations
 
-from . import celgc, clip21, clip21_avg, clip_sgd, ef21, local_sgd, sgd
+from . import celgc, clip21, clip21_avg, clip_sgd, ef21, episode, local_sgd, sgd
 from .base import AlgorithmSpec, Context, Hyper, StepInfo
 
 _OPT = frozenset({"momentum", "dampening", "nesterov", "weight_decay"})
@@ -49,6 +49,10 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         AlgorithmSpec(
             "clip21-avg", clip21_avg, "Clip21-Avg: exact mean estimation with clipped messages (§6)",
             _CLIP, needs_targets=True, uses_lr=False,
+        ),
+        AlgorithmSpec(
+            "episode", episode, "EPISODE: local steps with resampled corrections, one clip decision per round (§7)",
+            _OPT | {"tau", "gamma", "local_steps", "resample_batch", "comparison"},
         ),
     ]
 }

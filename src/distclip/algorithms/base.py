@@ -56,6 +56,8 @@ class Hyper:
     weight_decay: float = 0.0
     baseline: bool = False
     official: bool = False
+    resample_batch: int = 0  # EPISODE: minibatch of the resampled G_r^i (0: full gradient)
+    comparison: str = ">"  # EPISODE: clip the round when ‖G_r‖ > γ/η, or >=
 
 
     def scaled(self, s: float) -> Hyper:

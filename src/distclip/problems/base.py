@@ -67,12 +67,16 @@ class ClientOracle:
     batch_size: int
     seed: int
 
-    def grads(self, x: Tensor, draw: int) -> Tensor:
-        """Client gradients at ``x`` (``[d]`` or ``[n_block, d]``); ``draw`` numbers the evaluation."""
-        batch = None
-        if self.batch_size > 0:
+    def grads(self, x: Tensor, draw: int, *, batch_size: int | None = None, stream: int = 0) -> Tensor:
+        """Client gradients at ``x`` (``[d]`` or ``[n_block, d]``); ``draw`` numbers the evaluation.
+
+        ``batch_size`` overrides the run's minibatch (0: full gradients); ``stream`` picks an independent
+        sequence of minibatches for the same draw (see :func:`distclip.rng.sample_indices`).
+        """
+        batch, size = None, self.batch_size if batch_size is None else batch_size
+        if size > 0:
             idx = sample_indices(
-                self.seed, self.clients.cpu().numpy(), draw, self.batch_size, self.problem.rows_per_client()
+                self.seed, self.clients.cpu().numpy(), draw, size, self.problem.rows_per_client(), stream
             )
             batch = torch.from_numpy(idx).to(self.clients.device)
         return self.problem.client_grads(x, self.clients, batch, draw)
