@@ -20,6 +20,7 @@ import torch
 
 from . import __version__
 from .config import load
+from .data.cifar10 import DOWNLOAD, FOLDER
 from .errors import DistclipError
 from .plotting import plot_runs, plot_training
 from .report import format_table, grid_groups
@@ -40,6 +41,7 @@ class Suite:
     quick: tuple[str, ...]  # --set overrides of the quick version
     claims: Callable[[dict[str, RunResult]], list[Claim]]
     training: bool = False  # network suite: plot training curves instead of ‖∇f‖² and f − f_min
+    needs_path: str = ""  # what problem.path must point to, for data that is not bundled
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -164,6 +166,10 @@ SUITES: dict[str, Suite] = {
               ("run.steps=300",), _celgc_claims, training=True),
         Suite("clip21-sgd-cnn", "Clip21-SGD vs Clip-SGD (and SGD) on a CNN, heterogeneous MNIST shards",
               ("run.steps=400",), _clip21_sgd_claims, training=True),
+        Suite("celgc-cifar10", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, ResNet-56 on CIFAR-10",
+              ('problem.kind="resnet20"', "problem.eval_rows=1000", "run.batch_size=16", "run.steps=100",
+               "run.log_every=50", "algorithm.milestones=[50, 75]"), _celgc_claims, training=True,
+              needs_path=f"the {FOLDER} folder ({DOWNLOAD})"),
     ]
 }
 
@@ -180,6 +186,8 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
     path = suite_path(name)
     suite = SUITES[name]
     cfg = load(path, [*(suite.quick if quick else ()), *overrides])
+    if suite.needs_path and "path" not in cfg.raw.get("problem", {}):
+        raise DistclipError(f"suite {name} needs its data: add --set problem.path=DIR, DIR = {suite.needs_path}")
     results = run_sweep(cfg, out, progress=progress, on_result=lambda res: res.extra.update(sweep=cfg.sweep))
     by_label = {r.label: r for r in results}
     claims = suite.claims(by_label)

@@ -31,8 +31,9 @@ def test_loads_train_then_test_in_the_python_format(fake_cifar10):
 
 
 def test_missing_or_wrong_folders_say_what_to_do(tmp_path):
-    with pytest.raises(DistclipError, match=r"CIFAR-10 not found at .*nowhere: download cifar-10-python.tar.gz "
-                                            r"from https://www.cs.toronto.edu/~kriz/cifar.html.*problem.path="):
+    with pytest.raises(DistclipError, match=r"CIFAR-10 not found at .*nowhere: download cifar-10-python.tar.gz from "
+                                            r"https://www.cs.toronto.edu/~kriz/cifar.html and extract it, then set "
+                                            r"problem.path=.../cifar-10-batches-py"):
         load_cifar10(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DistclipError, match="holds no data_batch_1.*not the CIFAR-10 python folder"):
@@ -87,7 +88,8 @@ def test_crops_and_flips_are_windows_of_the_padded_image_seeded_per_client_and_d
     for i in range(3):
         for j in range(5):
             crops = {(dy, dx): padded[i, j, :, dy:dy + 8, dx:dx + 8] for dy in range(9) for dx in range(9)}
-            windows = {(f, *k) for k, c in crops.items() for f in (0, 1) if torch.equal(out[i, j], c.flip(-1) if f else c)}
+            windows = {(f, *k) for k, c in crops.items() for f in (0, 1)
+                       if torch.equal(out[i, j], c.flip(-1) if f else c)}
             assert windows
             seen |= windows
     assert {f for f, _, _ in seen} == {0, 1}

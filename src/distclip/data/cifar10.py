@@ -40,10 +40,8 @@ TEST_FILE = "test_batch"
 #: per-channel mean and standard deviation of the 50,000 training images (pixels scaled to [0, 1])
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-FIX = (
-    "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html, extract it, "
-    f"and set problem.path=.../{FOLDER}"
-)
+DOWNLOAD = "download cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it"
+FIX = f"{DOWNLOAD}, then set problem.path=.../{FOLDER}"
 MISSING_PATH = f"CIFAR-10 is not bundled (no problem.path given): {FIX}"
 #: added to the seed so that augmentation draws are independent of the minibatch draws
 AUGMENT_STREAM = 0xC1FA_0000_0000

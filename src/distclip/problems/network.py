@@ -29,6 +29,7 @@ from ..errors import DistclipError
 from .models import Layout, fan_in
 
 EVAL_CHUNK = 4096
+GRAD_CHUNK = 1024  # rows per backward pass of the logged gradient (bounds the activations kept, ResNet-56)
 
 
 class Network:
@@ -61,6 +62,7 @@ class Network:
             self.X_test, self.Y_test = self.X_test[test], self.Y_test[test]
         self._part = part
         self._x0 = self._init(seed)
+        self._logged: tuple[Tensor, float, float, Tensor] | None = None
 
     def with_x0(self, x0: Tensor) -> Network:
         """This problem started from ``x0`` instead of the seeded initialisation."""
@@ -117,10 +119,11 @@ class Network:
         """Mean loss, accuracy and (optionally) gradient of the loss at one point over rows X, Y."""
         p = x.detach().clone().unsqueeze(0).requires_grad_(grad)
         total, correct, g = 0.0, 0, torch.zeros_like(x) if grad else None
+        chunk = GRAD_CHUNK if grad else EVAL_CHUNK
         with torch.set_grad_enabled(grad):
-            for s in range(0, len(Y), EVAL_CHUNK):
-                logits = self.model.forward(self._params(p), self._inputs(X[s: s + EVAL_CHUNK].unsqueeze(0)))[0]
-                y = Y[s: s + EVAL_CHUNK]
+            for s in range(0, len(Y), chunk):
+                logits = self.model.forward(self._params(p), self._inputs(X[s: s + chunk].unsqueeze(0)))[0]
+                y = Y[s: s + chunk]
                 loss = F.cross_entropy(logits, y, reduction="sum")
                 if grad:
                     g += torch.autograd.grad(loss, p)[0][0]
@@ -129,15 +132,22 @@ class Network:
         n = len(Y)
         return total / n, correct / n, None if g is None else g / n
 
+    def _train_metrics(self, x: Tensor) -> tuple[float, float, Tensor]:
+        """Loss, accuracy and gradient on the logged training rows from one pass, reused while x is the same
+        (the loop asks for all three at each logged step)."""
+        if self._logged is None or not torch.equal(self._logged[0], x):
+            loss, acc, g = self._eval(x, self.X_eval, self.Y_eval, True)
+            self._logged = (x.detach().clone(), loss, acc, g)
+        return self._logged[1], self._logged[2], self._logged[3].clone()
+
     def loss(self, x: Tensor) -> float:
-        return self._eval(x, self.X_eval, self.Y_eval, False)[0]
+        return self._train_metrics(x)[0]
 
     def grad(self, x: Tensor) -> Tensor:
-        return self._eval(x, self.X_eval, self.Y_eval, True)[2]
+        return self._train_metrics(x)[2]
 
     def extra_metrics(self, x: Tensor) -> dict[str, float]:
-        _, train_acc, _ = self._eval(x, self.X_eval, self.Y_eval, False)
-        out = {"train_acc": train_acc}
+        out = {"train_acc": self._train_metrics(x)[1]}
         if len(self.Y_test):
             out["test_loss"], out["test_acc"], _ = self._eval(x, self.X_test, self.Y_test, False)
         return out
