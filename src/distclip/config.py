@@ -60,6 +60,7 @@ class ProblemConfig:
     eval_rows: int = field(default=0, metadata={"help": "image kinds: log f, ∇f and accuracies on this many "
                                                         "train (and test) rows (0: all)"})
 
+
 #: problem kinds that train a network on images (problem.dataset: digits | mnist | cifar10)
 IMAGE_KINDS = ("mlp", "cnn", *DEEP_MODELS)
 
