@@ -20,7 +20,7 @@ def test_loads_train_then_test_in_the_python_format(fake_cifar10):
     assert data.x.shape == (72, 3, 32, 32) and data.x.dtype == np.uint8 and data.n_train == 60
     assert data.labels.tolist()[:3] == [0, 1, 2] and data.labels.tolist()[12:14] == [1, 2]  # batch b starts at b
     assert data.labels.tolist()[60:62] == [5, 6] and data.n_classes == 10
-    raw = pickle.loads((fake_cifar10 / "data_batch_2").read_bytes())[b"data"]
+    raw = pickle.loads((fake_cifar10 / "data_batch_2").read_bytes(), encoding="bytes")[b"data"]
     c, i, j = 2, 5, 7  # 1024 red, 1024 green, 1024 blue values, each a row-major 32x32 image
     assert data.x[12 + 3, c, i, j] == raw[3, c * 1024 + i * 32 + j]
     assert (data.mean, data.std) == (MEAN, STD)
@@ -55,7 +55,7 @@ def test_missing_or_wrong_folders_say_what_to_do(tmp_path):
 def test_damaged_files_are_named(tmp_path, damage, message):
     folder = write_fake_cifar10(tmp_path / "cifar-10-batches-py")
     target = folder / "test_batch"
-    batch = pickle.loads(target.read_bytes())
+    batch = pickle.loads(target.read_bytes(), encoding="bytes")
     if damage == "missing":
         target.unlink()
     elif damage == "truncated":

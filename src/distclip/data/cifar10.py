@@ -52,7 +52,7 @@ class _ArraysOnly(pickle.Unpickler):
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str) -> type:
