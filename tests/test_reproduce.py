@@ -61,3 +61,18 @@ def test_cifar10_suite_needs_a_path_and_runs_on_a_fake_folder(tmp_path, capsys, 
     assert len(claims) == 4 and "## Claims" in report.read_text()
     rounds = {r.label: r.metrics[-1]["comm_rounds"] for r in results}
     assert rounds["naive-parallel-clip"] == 8 and rounds["celgc-I=16"] == 1  # models and gradients every step
+
+
+def test_cifar10_suite_has_the_papers_settings(tmp_path):
+    from distclip.config import expand, load
+    from distclip.reproduce import suite_path
+
+    runs = dict(expand(load(suite_path("celgc-cifar10"), [f"problem.path={tmp_path}"])))
+    assert sorted(runs) == ["celgc-I=1", "celgc-I=16", "celgc-I=2", "celgc-I=4", "celgc-I=8", "naive-parallel-clip"]
+    for label, cfg in runs.items():  # spec: experiments.md §2.1; 98 steps = ceil(50,000 / (8 * 64)) per epoch
+        p, a, r = cfg.problem, cfg.algorithm, cfg.run
+        assert (p.kind, p.augment, cfg.partition.clients, r.batch_size, a.name) == ("resnet56", True, 8, 64, "celgc")
+        assert (a.lr, a.gamma, a.weight_decay, a.momentum, a.decay) == (0.3, 1.0, 5e-4, 0.0, 0.1)
+        assert (r.steps, a.milestones, r.log_every) == (160 * 98, [80 * 98, 120 * 98], 98)
+        interval = 1 if label == "naive-parallel-clip" else int(label.split("=")[1])
+        assert (a.baseline, a.local_steps) == (label == "naive-parallel-clip", interval)

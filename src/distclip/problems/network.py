@@ -29,7 +29,7 @@ from ..errors import DistclipError
 from .models import Layout, fan_in
 
 EVAL_CHUNK = 4096
-GRAD_CHUNK = 1024  # rows per backward pass of the logged gradient (bounds the activations kept, ResNet-56)
+GRAD_CHUNK = 512  # rows per backward pass of the logged gradient (bounds the activations kept: ResNet-56)
 
 
 class Network:
