@@ -146,7 +146,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.list or not args.name:
         for name, suite in SUITES.items():
-            print(f"  {name:<16} {suite.title}")
+            print(f"  {name:<16} {suite.title}" + ("  [needs --set problem.path=DIR]" if suite.needs_path else ""))
         return 0
     out = args.out or timestamped("runs", args.name + ("-quick" if args.quick else ""))
     results, claims, report = reproduce(args.name, out, args.quick, args.overrides, progress=sys.stderr.isatty())

@@ -24,15 +24,18 @@ from typing import Any
 from .algorithms import ALGORITHMS
 from .clipping import KINDS as CLIP_KINDS
 from .compressors import KINDS as COMPRESSORS
+from .data.cifar10 import MISSING_PATH as CIFAR10_MISSING_PATH
 from .data.partition import SCHEMES
 from .errors import DistclipError
+from .problems.resnet import DEEP_MODELS
 
 Number = float | int
 
 
 @dataclass
 class ProblemConfig:
-    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn | lstm | quartic"})
+    kind: str = field(default="logreg", metadata={"help": "logreg | quadratic | mlp | cnn | lstm | resnet20 | "
+                                                          "resnet32 | resnet56 | vgg11 | quartic"})
     dataset: str | None = field(default=None, metadata={"help": "bundled LIBSVM name (see `distclip list`)"})
     path: str | None = field(default=None, metadata={"help": "svmlight file (plain or .gz) instead of dataset"})
     n_features: int | None = field(default=None, metadata={"help": "feature count (default: from the file)"})
@@ -48,18 +51,30 @@ class ProblemConfig:
     bptt: int = field(default=35, metadata={"help": "lstm: tokens per training window"})
     rotate: bool = field(default=False, metadata={"help": "lstm: client i reads shard (i + epoch) mod N (CELGC code)"})
     channels: list[int] = field(default_factory=lambda: [8, 16], metadata={"help": "cnn: channels of its 2 convs"})
-    test_fraction: float = field(default=0.2, metadata={"help": "mlp/cnn: share of rows held out for test metrics"})
+    test_fraction: float = field(default=0.2, metadata={"help": "image kinds: share of rows held out for test "
+                                                                       "metrics (cifar10 has its own split)"})
+    width: int | None = field(default=None, metadata={"help": "resnet: first-stage channels (16); vgg11: first "
+                                                              "conv's channels (64)"})
+    groups: int = field(default=2, metadata={"help": "resnet/vgg11: GroupNorm groups per layer"})
+    augment: bool = field(default=False, metadata={"help": "cifar10: random 4-pad crops and flips in training"})
+    eval_rows: int = field(default=0, metadata={"help": "image kinds: log f, ∇f and accuracies on this many "
+                                                        "train (and test) rows (0: all)"})
     het: float = field(default=0.0, metadata={"key": "H", "help": "quartic: heterogeneity H of f_i = x⁴ − 3x³ − "
                                               "H·h_i·x² + x"})
     sigma: float = field(default=0.0, metadata={"help": "quartic: gradient noise Unif(−σ, σ) per sample"})
 
 
+#: problem kinds that train a network on images (problem.dataset: digits | mnist | cifar10)
+IMAGE_KINDS = ("mlp", "cnn", *DEEP_MODELS)
+
+
 #: problem keys that only some kinds use (the others apply to every kind)
 _PROBLEM_KEYS: dict[str, set[str]] = {
-    "dataset": {"logreg", "mlp", "cnn", "lstm"}, "path": {"logreg", "mlp", "cnn", "lstm"}, "n_features": {"logreg"},
+    "dataset": {"logreg", "lstm", *IMAGE_KINDS}, "path": {"logreg", "lstm", *IMAGE_KINDS}, "n_features": {"logreg"},
     "lam": {"logreg"}, "features": {"logreg"}, "centres": {"quadratic"}, "curvatures": {"quadratic"},
-    "hidden": {"mlp", "lstm"}, "channels": {"cnn"}, "test_fraction": {"mlp", "cnn"}, "bptt": {"lstm"},
-    "rotate": {"lstm"},
+    "hidden": {"mlp", "lstm"}, "channels": {"cnn"}, "test_fraction": set(IMAGE_KINDS), "bptt": {"lstm"},
+    "rotate": {"lstm"}, "width": set(DEEP_MODELS), "groups": set(DEEP_MODELS), "augment": set(IMAGE_KINDS),
+    "eval_rows": set(IMAGE_KINDS),
     "het": {"quartic"}, "sigma": {"quartic"},
 }
 
@@ -324,7 +339,7 @@ def lr_factor(lr: float | str) -> tuple[float, bool]:
 def validate(cfg: Config) -> None:
     """Range and consistency checks that do not need the data (those live in the builders)."""
     p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
-    _choice("problem.kind", p.kind, ("logreg", "quadratic", "mlp", "cnn", "lstm", "quartic"))
+    _choice("problem.kind", p.kind, ("logreg", "quadratic", "lstm", "quartic", *IMAGE_KINDS))
     for f in dataclasses.fields(ProblemConfig):
         if f"problem.{_key(f)}" in cfg.given and p.kind not in _PROBLEM_KEYS.get(f.name, {p.kind}):
             raise DistclipError(
@@ -340,13 +355,14 @@ def validate(cfg: Config) -> None:
             raise DistclipError(f"problem.bptt = {p.bptt} must be >= 1")
         if cfg.run.batch_size < 1:
             raise DistclipError("lstm trains on minibatches of windows; set run.batch_size >= 1")
-    elif p.kind in ("mlp", "cnn"):
-        _choice(f"problem.dataset (for {p.kind})", p.dataset, ("digits", "mnist"))
+    elif p.kind in IMAGE_KINDS:
+        _choice(f"problem.dataset (for {p.kind})", p.dataset, ("digits", "mnist", "cifar10"))
         if not 0 <= p.test_fraction < 1:
             raise DistclipError(f"problem.test_fraction = {p.test_fraction} must be in [0, 1)")
         widths = p.hidden if p.kind == "mlp" else p.channels
         if any(w < 1 for w in widths) or (p.kind == "cnn" and len(widths) != 2):
             raise DistclipError("problem.hidden must list widths >= 1; problem.channels two channel counts >= 1")
+        _validate_images(cfg)
     elif p.kind == "logreg":
         if (p.dataset is None) == (p.path is None):
             raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
@@ -407,6 +423,19 @@ def validate(cfg: Config) -> None:
         raise DistclipError(f"run.checkpoint_every = {r.checkpoint_every} must be >= 0 (0: no checkpoints)")
     if not re.fullmatch(r"cpu|cuda(:\d+)?", r.device):
         raise DistclipError(f"run.device = {r.device!r} is not allowed; use cpu, cuda or cuda:N")
+
+
+def _validate_images(cfg: Config) -> None:
+    p = cfg.problem
+    if p.dataset == "cifar10":
+        if p.path is None:
+            raise DistclipError(CIFAR10_MISSING_PATH)
+        if "problem.test_fraction" in cfg.given:
+            raise DistclipError("cifar10 keeps its own 10,000-image test split; remove problem.test_fraction")
+    elif p.augment:
+        raise DistclipError(f"problem.augment (crops and flips) is for cifar10, not {p.dataset}; remove it")
+    if (p.width is not None and p.width < 1) or p.groups < 1 or p.eval_rows < 0:
+        raise DistclipError("problem.width and problem.groups must be >= 1, problem.eval_rows >= 0 (0: all rows)")
 
 
 def _validate_algorithm(cfg: Config) -> None:

@@ -21,6 +21,7 @@ import torch
 
 from . import __version__
 from .config import load
+from .data.cifar10 import DOWNLOAD, FOLDER
 from .errors import DistclipError
 from .plotting import plot_loss_panels, plot_runs, plot_training
 from .report import format_table, grid_groups
@@ -43,6 +44,7 @@ class Suite:
     training: bool = False  # network suite: plot training curves instead of ‖∇f‖² and f − f_min
     table: Callable[[dict[str, RunResult]], list[str]] | None = None  # extra report section (markdown lines)
     loss_panels: bool = False  # also plot f against rounds, one panel per grid value
+    needs_path: str = ""  # what problem.path must point to, for data that is not bundled
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -264,6 +266,10 @@ SUITES: dict[str, Suite] = {
               (), _quartic_claims, table=_quartic_table, loss_panels=True),
         Suite("episode-hetero", "EPISODE vs CELGC vs naive parallel clipping, MLP on digits, similarity 30% (H = 0.7)",
               ("run.steps=400",), _hetero_claims, training=True),
+        Suite("celgc-cifar10", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, ResNet-56 on CIFAR-10",
+              ('problem.kind="resnet20"', "problem.eval_rows=1000", "run.batch_size=16", "run.steps=100",
+               "run.log_every=50", "algorithm.milestones=[50, 75]"), _celgc_claims, training=True,
+              needs_path=f"the {FOLDER} folder ({DOWNLOAD})"),
     ]
 }
 
@@ -310,6 +316,8 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
     path = suite_path(name)
     suite = SUITES[name]
     cfg = load(path, [*(suite.quick if quick else ()), *overrides])
+    if suite.needs_path and "path" not in cfg.raw.get("problem", {}):
+        raise DistclipError(f"suite {name} needs its data: add --set problem.path=DIR, DIR = {suite.needs_path}")
     runs = run_sweep(cfg, out, progress=progress, on_result=lambda res: res.extra.update(sweep=cfg.sweep))
     results = average_seeds(runs)
     by_label = {r.label: r for r in runs} | {r.label: r for r in results}

@@ -23,9 +23,9 @@ import torch
 from . import __version__, checkpoint
 from .algorithms import ALGORITHMS, Context, Hyper
 from .compressors import Compressor
-from .config import Config, expand, from_dict, load, lr_factor, to_toml
+from .config import IMAGE_KINDS, Config, expand, from_dict, load, lr_factor, to_toml
 from .data.corpus import load_corpus
-from .data.images import Images, load_images, train_test_split
+from .data.images import Images, load_images, split_rows
 from .data.libsvm import Dataset, load_dataset
 from .data.partition import Partition, partition
 from .engine.distributed import TorchDistributed, agree, broadcast, launched
@@ -41,6 +41,7 @@ from .problems.models import CNN, MLP
 from .problems.network import Network
 from .problems.quadratic import Quadratic
 from .problems.quartic import Quartic
+from .problems.resnet import deep_model
 from .schedule import StepSize
 
 
@@ -88,9 +89,12 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
     data, part = build_partition(cfg)
     if isinstance(data, Images):
         shape, classes = data.x.shape[1:], data.n_classes
-        model = MLP(shape, p.hidden, classes) if p.kind == "mlp" else CNN(shape, p.channels, classes)
-        test = train_test_split(data.n_rows, p.test_fraction, cfg.seed)[1]
-        net = Network(model, data, part, test, cfg.seed, dtype, device)
+        if p.kind in ("mlp", "cnn"):
+            model = MLP(shape, p.hidden, classes) if p.kind == "mlp" else CNN(shape, p.channels, classes)
+        else:
+            model = deep_model(p.kind, shape, classes, p.width, p.groups)
+        test = split_rows(data, p.test_fraction, cfg.seed)[1]
+        net = Network(model, data, part, test, cfg.seed, dtype, device, p.augment, p.eval_rows)
         return net if "problem.x0" not in cfg.given else net.with_x0(_x0(p.x0, net.dim, dtype, device))
     return LogReg(data, part, p.lam, _x0(p.x0, data.n_features, dtype, device), p.features)
 
@@ -105,9 +109,9 @@ def build_partition(cfg: Config) -> tuple[Dataset | Images, Partition]:
         what = {"quadratic": "its clients are its centres", "quartic": "its clients are the h_i",
                 "lstm": "the token stream is cut into N shards"}[p.kind]
         raise DistclipError(f"problem kind '{p.kind}' has no labelled rows to partition; {what}")
-    if p.kind in ("mlp", "cnn"):
+    if p.kind in IMAGE_KINDS:
         data = load_images(p.dataset, p.path)
-        train = train_test_split(data.n_rows, p.test_fraction, cfg.seed)[0]
+        train = split_rows(data, p.test_fraction, cfg.seed)[0]
     else:
         data = load_dataset(p.dataset, p.path, p.n_features)
         train = np.arange(data.n_rows)

@@ -1,4 +1,5 @@
-"""Labelled image data for the network problems: scikit-learn's digits and the MNIST test set (bundled).
+"""Labelled image data for the network problems: scikit-learn's digits and the MNIST test set (bundled),
+and CIFAR-10 from a user path (:mod:`.cifar10`, which keeps its official train/test split).
 
 Images come as float arrays ``[M, C, H, W]`` scaled to [0, 1] with integer labels. The CPU stand-in
 for the papers' image experiments is the MNIST *test* set (10,000 images, bundled; the training
@@ -24,14 +25,17 @@ MNIST_SHA256 = {  # of the decompressed bundled files
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-IMAGE_DATASETS = ("digits", "mnist")
+IMAGE_DATASETS = ("digits", "mnist", "cifar10")
 
 
 @dataclass(frozen=True, eq=False)
 class Images:
-    x: np.ndarray  # [M, C, H, W] float32 in [0, 1]
+    x: np.ndarray  # [M, C, H, W] float32 in [0, 1], or uint8 in 0..255 (scaled to [0, 1] when used)
     labels: np.ndarray  # [M] int64
     name: str
+    n_train: int | None = None  # rows [0, n_train) are the official training split, the rest the test split
+    mean: tuple[float, ...] | None = None  # per-channel normalisation (x - mean) / std of the [0, 1] pixels
+    std: tuple[float, ...] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -102,7 +106,19 @@ def load_images(dataset: str, path: str | None) -> Images:
         return load_digits()
     if dataset == "mnist":
         return load_mnist(None if path is None else str(Path(path).resolve()))
-    raise DistclipError(f"problem.dataset = {dataset!r} is not an image dataset; choose one of: digits, mnist")
+    if dataset == "cifar10":
+        from .cifar10 import load_cifar10
+
+        return load_cifar10(None if path is None else str(Path(path).expanduser().resolve()))
+    raise DistclipError(f"problem.dataset = {dataset!r} is not an image dataset; choose one of: "
+                        f"{', '.join(IMAGE_DATASETS)}")
+
+
+def split_rows(data: Images, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row indices: the dataset's official split if it has one, else ``train_test_split``."""
+    if data.n_train is not None:
+        return np.arange(data.n_train), np.arange(data.n_train, data.n_rows)
+    return train_test_split(data.n_rows, test_fraction, seed)
 
 
 def train_test_split(m: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ parameter carries a leading client dimension ``[n, *shape]`` and ``x`` is ``[n, 
 Dense layers are batched matmuls (``baddbmm``); convolutions put the clients into channel groups
 (``conv2d(..., groups=n)``), so n clients cost one convolution. There is no BatchNorm: its running
 statistics would be per-client state outside the algorithms' view, so these models use none (the
-documented policy; a normalised ResNet would use GroupNorm).
+documented policy; the ResNets and VGG-11 of :mod:`.resnet` use per-client GroupNorm).
 """
 
 from __future__ import annotations

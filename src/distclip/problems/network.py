@@ -4,7 +4,12 @@ x is the flat vector of all network parameters. Client gradients come from one f
 backward pass over the stacked client weights ``[n, d]`` (see :mod:`.models`): the clients'
 parameters are independent, so the gradient of the summed client losses is every client's own
 gradient. The objective f is logged on the clients' training rows; ``extra_metrics`` adds the loss
-and accuracy on the held-out test rows.
+and accuracy on the held-out test rows. With ``eval_rows`` > 0 these logged numbers use a fixed seeded
+sample of that many training rows (and at most that many test rows) instead, to save time.
+
+Images stored as uint8 (CIFAR-10) stay uint8 on the device and are scaled to [0, 1], normalised
+with the dataset's mean/std, and (``augment``) randomly cropped and flipped per (seed, client, draw)
+only when a batch is used; augmentation applies to the training gradients, never to the metrics.
 """
 
 from __future__ import annotations
@@ -12,35 +17,52 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.cifar10 import crop_flip
 from ..data.images import Images
 from ..data.partition import Partition
 from ..errors import DistclipError
 from .models import Layout, fan_in
 
 EVAL_CHUNK = 4096
+GRAD_CHUNK = 512  # rows per backward pass of the logged gradient (bounds the activations kept: ResNet-56)
 
 
 class Network:
     def __init__(self, model: Any, data: Images, part: Partition, test_rows: Any, seed: int,
-                 dtype: torch.dtype, device: torch.device) -> None:
+                 dtype: torch.dtype, device: torch.device, augment: bool = False, eval_rows: int = 0) -> None:
         self.model = model
         self.layout = Layout(model.shapes)
         self.dim = self.layout.dim
         self.n_clients, self.m = part.rows.shape
         self.dtype, self.device = dtype, device
-        x = torch.as_tensor(data.x, dtype=dtype)
+        self.seed, self.augment = seed, augment
+        self._uint8 = data.x.dtype == np.uint8  # kept as stored; scaled and normalised per batch (_inputs)
+        self._mean, self._std = (None, None) if data.mean is None else (
+            torch.tensor(v, dtype=dtype, device=device)[:, None, None] for v in (data.mean, data.std))
+        x = None if self._uint8 else torch.as_tensor(data.x, dtype=dtype)
         y = torch.as_tensor(data.labels)
-        rows = torch.tensor(part.rows)
-        self.X = x[rows].to(device)  # [N, m, C, H, W]
-        self.Y = y[rows].to(device)  # [N, m]
-        test = torch.tensor(test_rows)
-        self.X_test, self.Y_test = x[test].to(device), y[test].to(device)
+
+        def images(rows: Any) -> Tensor:
+            return (torch.from_numpy(data.x[rows]) if x is None else x[torch.tensor(rows)]).to(device)
+
+        self.X = images(part.rows)  # [N, m, C, H, W]
+        self.Y = y[torch.tensor(part.rows)].to(device)  # [N, m]
+        self.X_test, self.Y_test = images(test_rows), y[torch.tensor(test_rows)].to(device)
+        self.X_eval, self.Y_eval = self.X.flatten(0, 1), self.Y.flatten()
+        if eval_rows:
+            pick = np.random.default_rng(seed + 104729)
+            train = torch.from_numpy(np.sort(pick.permutation(len(self.Y_eval))[:eval_rows])).to(device)
+            test = torch.from_numpy(np.sort(pick.permutation(len(self.Y_test))[:eval_rows])).to(device)
+            self.X_eval, self.Y_eval = self.X_eval[train], self.Y_eval[train]
+            self.X_test, self.Y_test = self.X_test[test], self.Y_test[test]
         self._part = part
         self._x0 = self._init(seed)
+        self._logged: tuple[Tensor, float, float, Tensor] | None = None
 
     def with_x0(self, x0: Tensor) -> Network:
         """This problem started from ``x0`` instead of the seeded initialisation."""
@@ -49,6 +71,9 @@ class Network:
 
     def _init(self, seed: int) -> Tensor:
         g = torch.Generator().manual_seed(seed)
+        if hasattr(self.model, "init"):  # a model with its own initialisation (resnet.py)
+            values = self.model.init(g)
+            return torch.cat([values[k].flatten() for k in self.layout.names]).to(self.dtype).to(self.device)
         parts = []
         for name, size in zip(self.layout.names, self.layout.sizes, strict=True):
             bound = 1 / math.sqrt(fan_in(self.model.shapes[name], self.model.shapes, name))
@@ -61,6 +86,15 @@ class Network:
     def _take(self, t: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
         return t[clients] if batch is None else t[clients.unsqueeze(1), batch]
 
+    def _inputs(self, x: Tensor, clients: Tensor | None = None, draw: int = 0) -> Tensor:
+        """Stored images -> network inputs: augmented (training gradients of ``clients``), scaled, normalised."""
+        if self.augment and clients is not None:
+            x = crop_flip(x, self.seed, clients.cpu().numpy(), draw)
+        x = x.to(self.dtype)
+        if self._uint8:
+            x = x / 255
+        return x if self._mean is None else (x - self._mean) / self._std
+
     # -- the Problem interface ---------------------------------------------------------------------
     def x0(self) -> Tensor:
         return self._x0.clone()
@@ -68,7 +102,8 @@ class Network:
     def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         stack = (x.expand(len(clients), -1) if x.dim() == 1 else x).detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.model.forward(self._params(stack), self._take(self.X, clients, batch))
+            logits = self.model.forward(self._params(stack), self._inputs(self._take(self.X, clients, batch),
+                                                                          clients, draw))
             y = self._take(self.Y, clients, batch)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
             (grad,) = torch.autograd.grad(loss, stack)
@@ -76,7 +111,7 @@ class Network:
 
     def client_losses(self, x: Tensor, clients: Tensor) -> Tensor:
         stack = x.expand(len(clients), -1) if x.dim() == 1 else x
-        logits = self.model.forward(self._params(stack), self.X[clients])
+        logits = self.model.forward(self._params(stack), self._inputs(self.X[clients]))
         y = self.Y[clients]
         return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(dim=1)
 
@@ -84,10 +119,11 @@ class Network:
         """Mean loss, accuracy and (optionally) gradient of the loss at one point over rows X, Y."""
         p = x.detach().clone().unsqueeze(0).requires_grad_(grad)
         total, correct, g = 0.0, 0, torch.zeros_like(x) if grad else None
+        chunk = GRAD_CHUNK if grad else EVAL_CHUNK
         with torch.set_grad_enabled(grad):
-            for s in range(0, len(Y), EVAL_CHUNK):
-                logits = self.model.forward(self._params(p), X[s: s + EVAL_CHUNK].unsqueeze(0))[0]
-                y = Y[s: s + EVAL_CHUNK]
+            for s in range(0, len(Y), chunk):
+                logits = self.model.forward(self._params(p), self._inputs(X[s: s + chunk].unsqueeze(0)))[0]
+                y = Y[s: s + chunk]
                 loss = F.cross_entropy(logits, y, reduction="sum")
                 if grad:
                     g += torch.autograd.grad(loss, p)[0][0]
@@ -96,15 +132,22 @@ class Network:
         n = len(Y)
         return total / n, correct / n, None if g is None else g / n
 
+    def _train_metrics(self, x: Tensor) -> tuple[float, float, Tensor]:
+        """Loss, accuracy and gradient on the logged training rows from one pass, reused while x is the same
+        (the loop asks for all three at each logged step)."""
+        if self._logged is None or not torch.equal(self._logged[0], x):
+            loss, acc, g = self._eval(x, self.X_eval, self.Y_eval, True)
+            self._logged = (x.detach().clone(), loss, acc, g)
+        return self._logged[1], self._logged[2], self._logged[3].clone()
+
     def loss(self, x: Tensor) -> float:
-        return self._eval(x, self.X.flatten(0, 1), self.Y.flatten(), False)[0]
+        return self._train_metrics(x)[0]
 
     def grad(self, x: Tensor) -> Tensor:
-        return self._eval(x, self.X.flatten(0, 1), self.Y.flatten(), True)[2]
+        return self._train_metrics(x)[2]
 
     def extra_metrics(self, x: Tensor) -> dict[str, float]:
-        _, train_acc, _ = self._eval(x, self.X.flatten(0, 1), self.Y.flatten(), False)
-        out = {"train_acc": train_acc}
+        out = {"train_acc": self._train_metrics(x)[1]}
         if len(self.Y_test):
             out["test_loss"], out["test_acc"], _ = self._eval(x, self.X_test, self.Y_test, False)
         return out
@@ -122,5 +165,5 @@ class Network:
         return {
             "dim": self.dim, "rows_per_client": self.m, "rows_dropped": int(self._part.dropped),
             "partition": self._part.scheme, "label_counts": self._part.label_counts.tolist(),
-            "test_rows": len(self.Y_test),
+            "test_rows": len(self.Y_test), "eval_rows": len(self.Y_eval), "augment": self.augment,
         }
