@@ -34,6 +34,7 @@ from .engine.loop import NonFinite, Progress, train
 from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
+from .problems.awd_lstm import AWDLanguageModel, needs_awd, regularisation
 from .problems.base import ClientOracle, Problem
 from .problems.language import LanguageModel
 from .problems.logreg import LogReg
@@ -78,6 +79,10 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         centres = torch.tensor([c if isinstance(c, list) else [c] for c in p.centres], dtype=dtype, device=device)
         curv = torch.tensor(p.curvatures or [1.0] * len(centres), dtype=dtype, device=device)
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
+    if p.kind == "lstm" and needs_awd(p):
+        lm = AWDLanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden, regularisation(p),
+                              bool(p.carry), p.bptt, p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
+        return lm if "problem.x0" not in cfg.given else lm.with_x0(_x0(p.x0, lm.dim, dtype, device))
     if p.kind == "lstm":
         lm = LanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden[0], len(p.hidden), p.bptt,
                            p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
