@@ -40,6 +40,7 @@ class Suite:
     quick: tuple[str, ...]  # --set overrides of the quick version
     claims: Callable[[dict[str, RunResult]], list[Claim]]
     training: bool = False  # network suite: plot training curves instead of ‖∇f‖² and f − f_min
+    needs: str = ""  # what the full version needs (hardware, time), stated in the report
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -149,6 +150,17 @@ def _clip21_sgd_claims(r: dict[str, RunResult]) -> list[Claim]:
     ]
 
 
+#: --quick of the language-model suites: the CPU stand-in for the full AWD-LSTM (a 1-layer LSTM of width 64)
+_SMALL_LSTM = ("run.steps=300", "problem.model=small", "problem.hidden=[64]", "problem.bptt=20",
+               "problem.rotate=false", "algorithm.lr=20.0", "run.batch_size=8", "run.log_every=100", "run.device=cpu")
+_AWD_NEEDS = (
+    "The full version (3-layer AWD-LSTM, 8 clients, {steps} steps per run, 6 runs) needs a CUDA GPU. Estimates, "
+    "not measurements of full runs: one step of all 8 clients took {cpu} on one (shared) CPU thread here "
+    "(`benchmarks/awd_lstm_step.py`), i.e. ~{hours} h per run on a CPU. On one H100-class GPU the 70-step "
+    "recurrence is bound by kernel launches (~6,000 per step, 30-60 ms), i.e. about 1 to 2.5 h per run and "
+    "half a day for the suite (8 clients batched on one GPU; the paper used one V100 per client)."
+)
+
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in [
@@ -159,9 +171,11 @@ SUITES: dict[str, Suite] = {
         Suite("celgc-mnist", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, CNN on MNIST (CPU stand-in)",
               ("run.steps=400",), _celgc_claims, training=True),
         Suite("celgc-ptb", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, LSTM on Penn Treebank",
-              ("run.steps=300",), _celgc_claims, training=True),
+              _SMALL_LSTM, _celgc_claims, training=True, needs=_AWD_NEEDS.format(
+                  steps="138,250", cpu="45 s", hours="1,700")),
         Suite("celgc-wt2", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, LSTM on WikiText-2",
-              ("run.steps=300",), _celgc_claims, training=True),
+              (*_SMALL_LSTM, "problem.dropouth=0.0"), _celgc_claims, training=True, needs=_AWD_NEEDS.format(
+                  steps="111,600", cpu="78 s", hours="2,400")),
         Suite("clip21-sgd-cnn", "Clip21-SGD vs Clip-SGD (and SGD) on a CNN, heterogeneous MNIST shards",
               ("run.steps=400",), _clip21_sgd_claims, training=True),
     ]
@@ -197,6 +211,7 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
         f"{torch.__version__}, {platform.machine()} CPU x {torch.get_num_threads()} threads. Total run time "
         f"{sum(r.summary.get('total_s', 0.0) for r in results):.1f} s.",
         "",
+        *([suite.needs, ""] if suite.needs else []),
         "## Claims",
         "",
         *[f"- {'reproduced' if c.holds else '**not reproduced**'}: {c.text} — {c.evidence}" for c in claims],
