@@ -57,6 +57,11 @@ CASES = {
     "local-sgd": logreg({"name": "local-sgd", "lr": 0.5, "local_steps": 4}, batch=8),
     "clip21-avg": {"problem": QUAD, "algorithm": {"name": "clip21-avg", "tau": 1.0}, "run": {"steps": 12}},
     "clip21-float32": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, dtype="float32"),
+    "celgc-awd-lstm-carry": {  # per-client dropout masks and carried hidden states, whichever rank holds a client
+        "seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "model": "awd", "hidden": [8, 6], "bptt": 5},
+        "partition": {"clients": 4}, "algorithm": {"name": "celgc", "lr": 5.0, "tau": 0.25, "local_steps": 2},
+        "run": {"steps": 6, "batch_size": 2, "log_every": 3, "dtype": "float64"},
+    },
 }
 
 
