@@ -249,7 +249,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     payload = transport.broadcast(payload)
     resumed = None
     if payload is not None:
-        resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device)
+        resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device, problem)
         rows = [r for r in rows if r["step"] <= resumed[1].step]
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
@@ -260,7 +260,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
             writer.write(row)
 
     def save(state: Any, progress: Progress) -> None:
-        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__)
+        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__, problem)
         if snap is not None and out_dir is not None:
             checkpoint.write(out_dir, snap)
 

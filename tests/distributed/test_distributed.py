@@ -58,7 +58,8 @@ CASES = {
     "clip21-avg": {"problem": QUAD, "algorithm": {"name": "clip21-avg", "tau": 1.0}, "run": {"steps": 12}},
     "clip21-float32": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, dtype="float32"),
     "celgc-awd-lstm-carry": {  # per-client dropout masks and carried hidden states, whichever rank holds a client
-        "seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "model": "awd", "hidden": [8, 6], "bptt": 5},
+        "seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "path": str(ROOT / "tests/problems/tiny_ptb"),
+                               "model": "awd", "hidden": [8, 6], "bptt": 5},
         "partition": {"clients": 4}, "algorithm": {"name": "celgc", "lr": 5.0, "tau": 0.25, "local_steps": 2},
         "run": {"steps": 6, "batch_size": 2, "log_every": 3, "dtype": "float64"},
     },
@@ -129,6 +130,8 @@ RESUMABLE = {
     "celgc": logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4, "momentum": 0.9}, steps=40,
                     batch=8, checkpoint_every=10),
     "clip21": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, steps=40, checkpoint_every=10),
+    "celgc-awd-lstm-carry": {**CASES["celgc-awd-lstm-carry"], "run": {  # carried hidden states in the checkpoint
+        "steps": 40, "batch_size": 2, "log_every": 9, "dtype": "float64", "checkpoint_every": 10}},
 }
 
 

@@ -1,6 +1,7 @@
 """AWD-LSTM: seeded per-client dropout, hidden-state carry-over, presets (spec: experiments.md §2.1)."""
 
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from distclip.problems.language import LanguageModel
 from distclip.runner import build_problem, run
 
 F64 = torch.float64
+TINY = Path(__file__).parent / "tiny_ptb"  # the first 400 / 40 / 40 lines of the bundled PTB splits
 REG = {"dropout": 0.3, "dropouth": 0.25, "dropouti": 0.2, "dropoute": 0.1, "wdrop": 0.5, "ar": 2.0, "tar": 1.0}
 
 
@@ -126,6 +128,10 @@ def test_carry_over_continues_each_clients_stream():
         assert not torch.allclose(grads[1][i], fresh)
     # the same step again starts from the same state; an epoch start or a gap starts from zero
     torch.testing.assert_close(problem.client_grads(X, clients, ignored, draw=1), grads[1], rtol=0, atol=0)
+    resumed = awd(clients=2, carry=True, **REG)  # what a checkpoint saves: the next step is the same
+    resumed.load_client_state(clients[1:], problem.client_state(clients[1:]))
+    torch.testing.assert_close(resumed.client_grads(X[1:], clients[1:], ignored[1:], draw=2),
+                               problem.client_grads(X[1:], clients[1:], ignored[1:], draw=2), rtol=0, atol=0)
     cold = awd(clients=2, carry=True, **REG)
     for before, d in ((k - 1, k), (k + 3, k + 5)):
         problem.client_grads(X, clients, ignored, draw=before)
@@ -134,8 +140,8 @@ def test_carry_over_continues_each_clients_stream():
 
 
 def test_awd_lstm_training_lowers_the_loss():
-    r = run({"seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "model": "awd", "hidden": [24, 16],
-                                    "bptt": 8},
+    r = run({"seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "path": str(TINY), "model": "awd",
+                                    "hidden": [24, 16], "bptt": 8},
              "partition": {"clients": 2},
              "algorithm": {"name": "celgc", "lr": 20.0, "gamma": 5.0, "local_steps": 2},
              "run": {"steps": 30, "batch_size": 4, "log_every": 30, "dtype": "float32"}})

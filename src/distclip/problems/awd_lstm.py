@@ -27,10 +27,11 @@ epoch (AWD-LSTM resets it each epoch; with ``rotate`` the shard changes there). 
 client thus continues its own stream with its own local model. The hidden state is the state of a
 client's data stream, not of the optimiser, so the problem keeps it (per client id, for the clients
 this process computes) and the algorithms stay unaware of it: the simulator and the distributed
-engine compute the same numbers. Checkpoints hold algorithm state only, so a resumed run restarts
-every stream from zero at the resume step, like an epoch start: with ``carry`` a resumed run is not
-bit-identical to an uninterrupted one (without it, it is). Re-deriving the state instead (running
-the previous window again) would cost a forward pass per step and not be the standard recurrence.
+engine compute the same numbers. Checkpoints gather it from every rank next to the algorithm state
+(``client_state`` / ``load_client_state``), so a resumed run, at any world size, is bit-identical to
+an uninterrupted one. Re-deriving the state instead (running the previous window again) would cost
+a forward pass per step and not be the standard recurrence; keeping it in every algorithm's state
+would make the algorithms know the problem.
 Not done: AWD-LSTM's random BPTT length (N(70, 5), halved with probability 0.05) and its step size
 rescaling, and NT-ASGD averaging.
 """
@@ -201,8 +202,9 @@ class AWDLanguageModel(LanguageModel):
                                 f"{batch_size} streams; use a smaller batch_size or fewer clients")
         # carried hidden states per client id: the state step `drawn` started from and ended in
         self._drawn = torch.full((n_clients,), -1, dtype=torch.int64, device=device)
-        self._start: list[Tensor] = []  # per layer [N, 2, B, H_l] (h and c)
-        self._end: list[Tensor] = []
+        shapes = [(n_clients, 2, batch_size, h) for h in sizes] if carry else []
+        self._start = [torch.zeros(s, dtype=dtype, device=device) for s in shapes]  # per layer, h and c
+        self._end = [torch.zeros(s, dtype=dtype, device=device) for s in shapes]
 
     def _stream_rows(self, n: int, draw: int) -> Tensor:
         """Window t mod K of each of the B streams (stream b holds windows b·K ... b·K + K − 1)."""
@@ -210,7 +212,7 @@ class AWDLanguageModel(LanguageModel):
         return (torch.arange(self.streams, device=self.device) * k + draw % k).expand(n, -1)
 
     def _start_state(self, clients: Tensor, draw: int) -> State | None:
-        if not self.carry or not self._end:
+        if not self.carry:
             return None
         drawn = self._drawn[clients][:, None, None, None]
         go_on = (drawn == draw - 1) & (draw % self.steps_per_epoch != 0)
@@ -220,15 +222,24 @@ class AWDLanguageModel(LanguageModel):
             state.append((hc[:, 0], hc[:, 1]))
         return state
 
-    def _remember(self, clients: Tensor, draw: int, start: State | None, end: State) -> None:
-        if not self._end:
-            self._start = [torch.zeros(self.n_clients, 2, *h.shape[1:], dtype=h.dtype, device=h.device)
-                           for h, _ in end]
-            self._end = [torch.zeros_like(s) for s in self._start]
+    def _remember(self, clients: Tensor, draw: int, start: State, end: State) -> None:
         for i, (h, c) in enumerate(end):
-            self._start[i][clients] = 0.0 if start is None else torch.stack(start[i], dim=1)
+            self._start[i][clients] = torch.stack(start[i], dim=1)
             self._end[i][clients] = torch.stack((h, c), dim=1).detach()
         self._drawn[clients] = draw
+
+    def client_state(self, clients: Tensor) -> dict[str, Tensor]:
+        """The carried hidden states of ``clients`` (saved in checkpoints; empty without ``carry``)."""
+        if not self.carry:
+            return {}
+        return {"drawn": self._drawn[clients], **{f"start{i}": s[clients] for i, s in enumerate(self._start)},
+                **{f"end{i}": e[clients] for i, e in enumerate(self._end)}}
+
+    def load_client_state(self, clients: Tensor, state: dict[str, Tensor]) -> None:
+        self._drawn[clients] = state["drawn"]
+        for i in range(len(self._start)):
+            self._start[i][clients] = state[f"start{i}"]
+            self._end[i][clients] = state[f"end{i}"]
 
     def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         stack = (x.expand(len(clients), -1) if x.dim() == 1 else x).detach().clone().requires_grad_(True)
