@@ -170,18 +170,19 @@ def test_simulator_resume_is_bit_identical(tmp_path, monkeypatch, label):
     assert resumed.summary["last_clip_step"] == full.summary["last_clip_step"]
 
 
-def test_checkpoints_move_between_world_sizes(tmp_path):
+@pytest.mark.parametrize("label", ["celgc", "celgc-awd-lstm-carry"])
+def test_checkpoints_move_between_world_sizes(tmp_path, label):
     """Simulator -> 2 ranks -> 3 ranks -> simulator, each leg resuming the previous leg's checkpoint."""
-    doc = RESUMABLE["celgc"]
+    doc = RESUMABLE[label]
     expected = run(from_dict(_with_steps(doc, 40))).metrics
     runs = tmp_path / "runs"
-    run(from_dict(_with_steps(doc, 10)), runs / "celgc")
-    proc = torchrun(2, {"celgc": doc}, tmp_path, "--resume-steps", "20")
+    run(from_dict(_with_steps(doc, 10)), runs / label)
+    proc = torchrun(2, {label: doc}, tmp_path, "--resume-steps", "20")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = torchrun(3, {"celgc": doc}, tmp_path, "--resume-steps", "30")
+    proc = torchrun(3, {label: doc}, tmp_path, "--resume-steps", "30")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run(from_dict(_with_steps(doc, 40)), runs / "celgc", resume=True)
-    rows = read_metrics(runs / "celgc" / "metrics.jsonl")
+    run(from_dict(_with_steps(doc, 40)), runs / label, resume=True)
+    rows = read_metrics(runs / label / "metrics.jsonl")
     steps = [r["step"] for r in rows]
     assert steps == sorted(set(steps))  # no step twice
     assert {10, 20, 30} <= set(steps)  # each leg logged its last step
