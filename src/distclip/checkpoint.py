@@ -2,7 +2,8 @@
 
 A checkpoint holds the server state and **all** clients' states (per-client fields gathered from
 every rank into ``[N, ...]`` stacks), the loop's progress and tallies, the communication counters,
-the config it was written with and the package version. There is no generator state to save:
+the config it was written with and the package version; a problem's own per-client state
+(the AWD-LSTM's carried hidden states) is gathered the same way. There is no generator state to save:
 minibatches and Top-k ties are pure functions of (seed, client id, step). Written to a temporary
 file, fsynced, then renamed over ``checkpoint.pt``, so a crash never leaves a partial checkpoint.
 """
@@ -41,8 +42,8 @@ def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: 
             value = transport.gather_clients(value)
         fields[f.name] = None if value is None else value.detach().cpu()
     own = getattr(problem, "client_state", None)
-    problem_state = {k: transport.gather_clients(v).detach().cpu() for k, v in own(transport.clients).items()} if (
-        own is not None) else {}
+    problem_state = {k: transport.gather_clients(v).detach().cpu()
+                     for k, v in ({} if own is None else own(transport.clients)).items()}
     row = torch.tensor([progress.count_sum, progress.local_last_clip], dtype=torch.float64)
     table = transport.status(row.to(transport.clients.device)).cpu()
     if transport.rank != 0:
