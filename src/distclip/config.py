@@ -26,6 +26,7 @@ from .clipping import KINDS as CLIP_KINDS
 from .compressors import KINDS as COMPRESSORS
 from .data.partition import SCHEMES
 from .errors import DistclipError
+from .problems.awd_lstm import AWD_SIZES, PRESETS
 
 Number = float | int
 
@@ -295,8 +296,6 @@ def _check_sweep_entry(entry: dict[str, Any]) -> None:
 
 def _lstm_preset(cfg: Config) -> None:
     """Fill the lstm keys left unset from the ``problem.model`` preset, then check their ranges."""
-    from .problems.awd_lstm import AWD_SIZES, PRESETS
-
     p = cfg.problem
     _choice("problem.model", p.model, tuple(PRESETS))
     if p.model == "awd" and "problem.hidden" not in cfg.given:
