@@ -2,7 +2,8 @@
 
 A checkpoint holds the server state and **all** clients' states (per-client fields gathered from
 every rank into ``[N, ...]`` stacks), the loop's progress and tallies, the communication counters,
-the config it was written with and the package version. There is no generator state to save:
+the config it was written with and the package version; a problem's own per-client state
+(the AWD-LSTM's carried hidden states) is gathered the same way. There is no generator state to save:
 minibatches and Top-k ties are pure functions of (seed, client id, step). Written to a temporary
 file, fsynced, then renamed over ``checkpoint.pt``, so a crash never leaves a partial checkpoint.
 """
@@ -27,14 +28,22 @@ NAME = "checkpoint.pt"
 FORMAT = 1
 
 
-def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: str, version: str) -> dict | None:
-    """The checkpoint payload on rank 0 (None elsewhere). A collective: every rank must call it."""
+def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: str, version: str,
+             problem: Any = None) -> dict | None:
+    """The checkpoint payload on rank 0 (None elsewhere). A collective: every rank must call it.
+
+    A problem with per-client state of its own (``client_state(clients)``, e.g. the AWD-LSTM's
+    carried hidden states) has it gathered and saved too.
+    """
     fields = {}
     for f in dataclasses.fields(state):
         value = getattr(state, f.name)
         if value is not None and is_per_client(f):
             value = transport.gather_clients(value)
         fields[f.name] = None if value is None else value.detach().cpu()
+    own = getattr(problem, "client_state", None)
+    problem_state = {k: transport.gather_clients(v).detach().cpu()
+                     for k, v in ({} if own is None else own(transport.clients)).items()}
     row = torch.tensor([progress.count_sum, progress.local_last_clip], dtype=torch.float64)
     table = transport.status(row.to(transport.clients.device)).cpu()
     if transport.rank != 0:
@@ -43,7 +52,7 @@ def snapshot(state: Any, progress: Progress, transport: Transport, config_toml: 
     prog.update(count_sum=int(table[:, 0].sum()), local_last_clip=int(table[:, 1].max()))
     return {
         "format": FORMAT, "version": version, "config": config_toml, "state": fields, "progress": prog,
-        "counter": transport.counter.as_dict(),
+        "counter": transport.counter.as_dict(), "problem": problem_state,
     }
 
 
@@ -69,8 +78,11 @@ def read(directory: Path) -> dict | None:
     return payload
 
 
-def restore(payload: dict, rules: ModuleType, transport: Transport, device: torch.device) -> tuple[Any, Progress]:
-    """Rebuild (state, progress) for the clients held here from a payload written at any world size."""
+def restore(payload: dict, rules: ModuleType, transport: Transport, device: torch.device,
+            problem: Any = None) -> tuple[Any, Progress]:
+    """Rebuild (state, progress) for the clients held here from a payload written at any world size.
+
+    The problem's own per-client state, if saved, is handed back to ``problem.load_client_state``."""
     fields = {}
     lo = int(transport.clients[0]) if len(transport.clients) else 0
     hi = lo + len(transport.clients)
@@ -80,6 +92,8 @@ def restore(payload: dict, rules: ModuleType, transport: Transport, device: torc
             value = value[lo:hi] if is_per_client(f) else value
             value = value.to(device)
         fields[f.name] = value
+    if payload.get("problem") and problem is not None:
+        problem.load_client_state(transport.clients, {k: v[lo:hi].to(device) for k, v in payload["problem"].items()})
     prog = Progress(**payload["progress"])
     if transport.rank != 0:  # the tallies were summed over ranks when saved: keep them once
         prog.count_sum = 0

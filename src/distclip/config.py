@@ -27,6 +27,7 @@ from .compressors import KINDS as COMPRESSORS
 from .data.cifar10 import MISSING_PATH as CIFAR10_MISSING_PATH
 from .data.partition import SCHEMES
 from .errors import DistclipError
+from .problems.awd_lstm import AWD_SIZES, PRESETS
 from .problems.resnet import DEEP_MODELS
 
 Number = float | int
@@ -62,6 +63,17 @@ class ProblemConfig:
     het: float = field(default=0.0, metadata={"key": "H", "help": "quartic: heterogeneity H of f_i = x⁴ − 3x³ − "
                                               "H·h_i·x² + x"})
     sigma: float = field(default=0.0, metadata={"help": "quartic: gradient noise Unif(−σ, σ) per sample"})
+    model: str = field(default="small", metadata={"help": "lstm: small (equal widths, no regularisation) | awd "
+                                                           "(AWD-LSTM: hidden [1150, 1150, 400], dropouts, carry)"})
+    dropout: float | None = field(default=None, metadata={"help": "lstm: locked dropout on the output (awd 0.4)"})
+    dropouth: float | None = field(default=None, metadata={"help": "lstm: locked dropout between layers (awd 0.25)"})
+    dropouti: float | None = field(default=None, metadata={"help": "lstm: locked dropout on the input (awd 0.4)"})
+    dropoute: float | None = field(default=None, metadata={"help": "lstm: embedding dropout, whole words (awd 0.1)"})
+    wdrop: float | None = field(default=None, metadata={"help": "lstm: DropConnect on hidden-to-hidden (awd 0.5)"})
+    ar: float | None = field(default=None, metadata={"help": "lstm: activation regularisation α (awd 2)"})
+    tar: float | None = field(default=None, metadata={"help": "lstm: temporal activation regularisation β (awd 1)"})
+    carry: bool | None = field(default=None, metadata={"help": "lstm: carry the hidden state across a client's "
+                                                                "consecutive windows (awd true)"})
 
 
 #: problem kinds that train a network on images (problem.dataset: digits | mnist | cifar10)
@@ -76,6 +88,8 @@ _PROBLEM_KEYS: dict[str, set[str]] = {
     "rotate": {"lstm"}, "width": set(DEEP_MODELS), "groups": set(DEEP_MODELS), "augment": set(IMAGE_KINDS),
     "eval_rows": set(IMAGE_KINDS),
     "het": {"quartic"}, "sigma": {"quartic"},
+    "model": {"lstm"}, "dropout": {"lstm"}, "dropouth": {"lstm"}, "dropouti": {"lstm"}, "dropoute": {"lstm"},
+    "wdrop": {"lstm"}, "ar": {"lstm"}, "tar": {"lstm"}, "carry": {"lstm"},
 }
 
 
@@ -309,6 +323,25 @@ def _check_sweep_entry(entry: dict[str, Any]) -> None:
         raise DistclipError('sweep.grid must map keys to non-empty lists, e.g. { "algorithm.tau" = [1.0, 0.1] }')
 
 
+def _lstm_preset(cfg: Config) -> None:
+    """Fill the lstm keys left unset from the ``problem.model`` preset, then check their ranges."""
+    p = cfg.problem
+    _choice("problem.model", p.model, tuple(PRESETS))
+    if p.model == "awd" and "problem.hidden" not in cfg.given:
+        p.hidden = list(AWD_SIZES)
+    if not p.hidden or min(p.hidden) < 1:
+        raise DistclipError("lstm: problem.hidden lists one width >= 1 per layer (awd: the last is the embedding size)")
+    preset = PRESETS[p.model]
+    for name in ("dropout", "dropouth", "dropouti", "dropoute", "wdrop", "ar", "tar"):
+        if getattr(p, name) is None:
+            setattr(p, name, getattr(preset, name))
+        value, top = getattr(p, name), 1.0 if name not in ("ar", "tar") else math.inf
+        if not 0 <= value < top:
+            raise DistclipError(f"problem.{name} = {value} must be in [0, {top:g})")
+    if p.carry is None:
+        p.carry = p.model == "awd"
+
+
 # -- value checks ----------------------------------------------------------------------------------
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
@@ -349,7 +382,8 @@ def validate(cfg: Config) -> None:
     _choice("problem.features", p.features, ("auto", "dense", "sparse"))
     if p.kind == "lstm":
         _choice("problem.dataset (for lstm)", p.dataset, ("ptb", "wikitext2"))
-        if not p.hidden or len(set(p.hidden)) != 1 or p.hidden[0] < 1:
+        _lstm_preset(cfg)
+        if p.model == "small" and (not p.hidden or len(set(p.hidden)) != 1 or p.hidden[0] < 1):
             raise DistclipError("lstm: problem.hidden lists one equal width per layer, e.g. [64] or [400, 400, 400]")
         if p.bptt < 1:
             raise DistclipError(f"problem.bptt = {p.bptt} must be >= 1")

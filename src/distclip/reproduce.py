@@ -45,6 +45,7 @@ class Suite:
     table: Callable[[dict[str, RunResult]], list[str]] | None = None  # extra report section (markdown lines)
     loss_panels: bool = False  # also plot f against rounds, one panel per grid value
     needs_path: str = ""  # what problem.path must point to, for data that is not bundled
+    needs: str = ""  # what the full version needs (hardware, time), stated in the report
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -246,6 +247,16 @@ def _hetero_claims(r: dict[str, RunResult]) -> list[Claim]:
               "(local norms)", fe <= fc, f"clip frequency: EPISODE {fe:.3f}, CELGC {fc:.3f}"),
     ]
 
+#: --quick of the language-model suites: the CPU stand-in for the full AWD-LSTM (a 1-layer LSTM of width 64)
+_SMALL_LSTM = ("run.steps=300", "problem.model=small", "problem.hidden=[64]", "problem.bptt=20",
+               "problem.rotate=false", "algorithm.lr=20.0", "run.batch_size=8", "run.log_every=100", "run.device=cpu")
+_AWD_NEEDS = (
+    "The full version (3-layer AWD-LSTM, 8 clients, {steps} steps per run, 6 runs) needs a CUDA GPU. Estimates, "
+    "not measurements of full runs: one step of all 8 clients took {cpu} on one (shared) CPU thread here "
+    "(`benchmarks/awd_lstm_step.py`), i.e. ~{hours} h per run on a CPU. On one H100-class GPU the 70-step "
+    "recurrence is bound by kernel launches (~6,000 per step, 30-60 ms), i.e. about 1 to 2.5 h per run and "
+    "half a day for the suite (8 clients batched on one GPU; the paper used one V100 per client)."
+)
 
 SUITES: dict[str, Suite] = {
     s.name: s
@@ -257,9 +268,12 @@ SUITES: dict[str, Suite] = {
         Suite("celgc-mnist", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, CNN on MNIST (CPU stand-in)",
               ("run.steps=400",), _celgc_claims, training=True),
         Suite("celgc-ptb", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, LSTM on Penn Treebank",
-              ("run.steps=300",), _celgc_claims, training=True),
+              _SMALL_LSTM, _celgc_claims, training=True, needs=_AWD_NEEDS.format(
+                  steps="138,250", cpu="45 s", hours="1,700")),
         Suite("celgc-wt2", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, LSTM on WikiText-2",
-              ("run.steps=300",), _celgc_claims, training=True),
+              (*_SMALL_LSTM, "problem.dropouth=0.0"), _celgc_claims, training=True, needs=_AWD_NEEDS.format(
+                  steps="111,600", cpu="78 s", hours="2,400"),
+              needs_path="a WikiText-2 folder with train/valid/test.txt(.gz), e.g. ../shared/data/wikitext2"),
         Suite("clip21-sgd-cnn", "Clip21-SGD vs Clip-SGD (and SGD) on a CNN, heterogeneous MNIST shards",
               ("run.steps=400",), _clip21_sgd_claims, training=True),
         Suite("episode-synthetic", "EPISODE vs CELGC on the synthetic quartic, H in {0, 1, 2, 4}, 5 seeds",
@@ -269,7 +283,11 @@ SUITES: dict[str, Suite] = {
         Suite("celgc-cifar10", "CELGC with I in {1, 2, 4, 8, 16} vs naive parallel clipping, ResNet-56 on CIFAR-10",
               ('problem.kind="resnet20"', "problem.eval_rows=1000", "run.batch_size=16", "run.steps=100",
                "run.log_every=50", "algorithm.milestones=[50, 75]"), _celgc_claims, training=True,
-              needs_path=f"the {FOLDER} folder ({DOWNLOAD})"),
+              needs_path=f"the {FOLDER} folder ({DOWNLOAD})",
+              needs="The full version (ResNet-56, 8 clients, 15,680 steps per run, 6 runs) needs a CUDA GPU. "
+                    "Estimates, not measurements of full runs: one step of all 8 clients took 26-39 s on 2 shared "
+                    "CPU cores here, out of reach on CPU; about 2-3 h per run on one V100/A100-class GPU (about half "
+                    "of it the per-epoch evaluation), 12-18 h for the suite."),
     ]
 }
 
@@ -340,6 +358,7 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
         f"{torch.__version__}, {platform.machine()} CPU x {torch.get_num_threads()} threads. Total run time "
         f"{sum(r.summary.get('total_s', 0.0) for r in runs):.1f} s.",
         "",
+        *([suite.needs, ""] if suite.needs else []),
         "## Claims",
         "",
         *[f"- {'reproduced' if c.holds else '**not reproduced**'}: {c.text} — {c.evidence}" for c in claims],

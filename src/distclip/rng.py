@@ -3,12 +3,16 @@
 Nothing depends on which process holds a client or on how many clients a process holds, and there
 is no generator state to checkpoint. The hash is SplitMix64 (Steele, Lea, Flood 2014) on numpy
 uint64 arrays, whose wrap-around arithmetic is well defined. Sampling is uniform with replacement
-(the modulo bias is below m/2^53).
+(the modulo bias is below m/2^53). :func:`uniform` runs the same hash on torch tensors for dropout
+masks.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import torch
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -36,3 +40,38 @@ def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: 
     j = np.arange(batch, dtype=np.uint64)
     bits = _mix(key[:, None] + j[None, :] * _GOLDEN) >> np.uint64(11)
     return (bits % np.uint64(rows)).astype(np.int64)
+
+
+# -- the same hash on torch int64 tensors (any device), for dropout masks --------------------------
+def _signed(v: int) -> int:
+    return v - 2**64 if v >= 2**63 else v
+
+
+def _srl(z: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (``>>`` on torch int64 is arithmetic)."""
+    return (z >> s) & ((1 << (64 - s)) - 1)
+
+
+def mix_tensor(z: torch.Tensor) -> torch.Tensor:
+    """SplitMix64's finaliser on int64 tensors with wrap-around; bit-identical to :func:`_mix`."""
+    z = z + _signed(int(_GOLDEN))
+    z = (z ^ _srl(z, 30)) * _signed(int(_M1))
+    z = (z ^ _srl(z, 27)) * _signed(int(_M2))
+    return z ^ _srl(z, 31)
+
+
+def uniform(seed: int, clients: torch.Tensor, draw: int, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniforms ``[len(clients), *shape]`` in [0, 1) (float64, on ``clients.device``) from (seed, client, draw, stream).
+
+    ``stream`` tells apart the independent arrays one draw needs (one per dropout mask). Entry j of
+    client c is a hash of (seed, c, draw, stream, j) alone, so a client's numbers do not depend on
+    the other clients computed with it, nor on the device.
+    """
+    key = mix_tensor(torch.full((len(clients),), _signed(seed % 2**64), dtype=torch.int64, device=clients.device))
+    key = mix_tensor(key ^ clients.to(torch.int64))
+    key = mix_tensor(key ^ _signed(draw % 2**64))
+    key = mix_tensor(key ^ _signed(stream % 2**64))
+    size = math.prod(shape)
+    j = torch.arange(size, dtype=torch.int64, device=clients.device) * _signed(int(_GOLDEN))
+    bits = _srl(mix_tensor(key[:, None] + j[None, :]), 11)
+    return (bits.to(torch.float64) * 2.0**-53).view(len(clients), *shape)

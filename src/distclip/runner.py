@@ -34,6 +34,7 @@ from .engine.loop import NonFinite, Progress, train
 from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
+from .problems.awd_lstm import AWDLanguageModel, needs_awd, regularisation
 from .problems.base import ClientOracle, Problem
 from .problems.language import LanguageModel
 from .problems.logreg import LogReg
@@ -82,6 +83,10 @@ def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
         return Quadratic(centres, curv, _x0(p.x0, centres.shape[1], dtype, device))
     if p.kind == "quartic":
         return Quartic(cfg.partition.clients, p.het, p.sigma, _x0(p.x0, 1, dtype, device))
+    if p.kind == "lstm" and needs_awd(p):
+        lm = AWDLanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden, regularisation(p),
+                              bool(p.carry), p.bptt, p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
+        return lm if "problem.x0" not in cfg.given else lm.with_x0(_x0(p.x0, lm.dim, dtype, device))
     if p.kind == "lstm":
         lm = LanguageModel(load_corpus(p.dataset, p.path), cfg.partition.clients, p.hidden[0], len(p.hidden), p.bptt,
                            p.rotate, cfg.run.batch_size, cfg.seed, dtype, device)
@@ -275,7 +280,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     payload = transport.broadcast(payload)
     resumed = None
     if payload is not None:
-        resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device)
+        resumed = checkpoint.restore(payload, rules, transport, ctx.x0.device, problem)
         rows = [r for r in rows if r["step"] <= resumed[1].step]
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
@@ -289,7 +294,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
             writer.write(row)
 
     def save(state: Any, progress: Progress) -> None:
-        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__)
+        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__, problem)
         if snap is not None and out_dir is not None:
             checkpoint.write(out_dir, snap)
 

@@ -59,6 +59,12 @@ CASES = {
     "clip21-float32": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, dtype="float32"),
     "episode": logreg({"name": "episode", "lr": 1.0, "gamma": 0.2, "local_steps": 3, "momentum": 0.9,
                        "weight_decay": 1e-3}, batch=8),
+    "celgc-awd-lstm-carry": {  # per-client dropout masks and carried hidden states, whichever rank holds a client
+        "seed": 3, "problem": {"kind": "lstm", "dataset": "ptb", "path": str(ROOT / "tests/problems/tiny_ptb"),
+                               "model": "awd", "hidden": [8, 6], "bptt": 5},
+        "partition": {"clients": 4}, "algorithm": {"name": "celgc", "lr": 5.0, "tau": 0.25, "local_steps": 2},
+        "run": {"steps": 6, "batch_size": 2, "log_every": 3, "dtype": "float64"},
+    },
 }
 
 
@@ -126,6 +132,8 @@ RESUMABLE = {
     "celgc": logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4, "momentum": 0.9}, steps=40,
                     batch=8, checkpoint_every=10),
     "clip21": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, steps=40, checkpoint_every=10),
+    "celgc-awd-lstm-carry": {**CASES["celgc-awd-lstm-carry"], "run": {  # carried hidden states in the checkpoint
+        "steps": 40, "batch_size": 2, "log_every": 9, "dtype": "float64", "checkpoint_every": 10}},
 }
 
 
@@ -164,18 +172,19 @@ def test_simulator_resume_is_bit_identical(tmp_path, monkeypatch, label):
     assert resumed.summary["last_clip_step"] == full.summary["last_clip_step"]
 
 
-def test_checkpoints_move_between_world_sizes(tmp_path):
+@pytest.mark.parametrize("label", ["celgc", "celgc-awd-lstm-carry"])
+def test_checkpoints_move_between_world_sizes(tmp_path, label):
     """Simulator -> 2 ranks -> 3 ranks -> simulator, each leg resuming the previous leg's checkpoint."""
-    doc = RESUMABLE["celgc"]
+    doc = RESUMABLE[label]
     expected = run(from_dict(_with_steps(doc, 40))).metrics
     runs = tmp_path / "runs"
-    run(from_dict(_with_steps(doc, 10)), runs / "celgc")
-    proc = torchrun(2, {"celgc": doc}, tmp_path, "--resume-steps", "20")
+    run(from_dict(_with_steps(doc, 10)), runs / label)
+    proc = torchrun(2, {label: doc}, tmp_path, "--resume-steps", "20")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = torchrun(3, {"celgc": doc}, tmp_path, "--resume-steps", "30")
+    proc = torchrun(3, {label: doc}, tmp_path, "--resume-steps", "30")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run(from_dict(_with_steps(doc, 40)), runs / "celgc", resume=True)
-    rows = read_metrics(runs / "celgc" / "metrics.jsonl")
+    run(from_dict(_with_steps(doc, 40)), runs / label, resume=True)
+    rows = read_metrics(runs / label / "metrics.jsonl")
     steps = [r["step"] for r in rows]
     assert steps == sorted(set(steps))  # no step twice
     assert {10, 20, 30} <= set(steps)  # each leg logged its last step

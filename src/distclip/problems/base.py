@@ -3,6 +3,9 @@
 f(x) = (1/N) Σ_i f_i(x) over N clients, x ∈ R^d a flat parameter vector. Client quantities are
 computed for a block of clients at once: ``x`` is either one point ``[d]`` shared by the block or a
 stack ``[n_block, d]`` of per-client points, and results carry a leading client dimension.
+A problem with per-client state of its own (the AWD-LSTM's carried hidden states) also has
+``client_state(clients) -> dict[str, Tensor]`` and ``load_client_state(clients, state)``, which
+checkpoints save and restore.
 """
 
 from __future__ import annotations

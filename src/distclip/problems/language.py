@@ -9,7 +9,7 @@ The model: embedding -> LSTM layers -> decoder tied to the embedding, written wi
 ``[n, ...]`` weight stacks so n clients run as one batched recurrence. The logged f and ∇f are taken on
 a fixed sample of training windows (``EVAL_WINDOWS`` per client); ``extra_metrics`` adds the loss and
 perplexity on the whole validation stream (training perplexity is exp of the logged loss).
-No dropout or AWD-LSTM regularisation yet.
+Dropout, AWD-LSTM regularisation and hidden-state carry-over: :mod:`distclip.problems.awd_lstm`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ class LSTMModel:
             self.shapes |= {f"wi{i}": (4 * width, width), f"wh{i}": (4 * width, width), f"b{i}": (4 * width,)}
         self.shapes["dec_b"] = (vocab,)
 
+    def init_bound(self, name: str) -> float:
+        """x^0 of LSTM tensor ``name`` is uniform in ±this (torch.nn.LSTM's default)."""
+        return 1 / math.sqrt(self.width)
+
     def forward(self, p: dict[str, Tensor], tokens: Tensor) -> Tensor:
         """tokens [n, B, T] -> logits [n, B·T, V]."""
         n, batch, steps = tokens.shape
@@ -60,9 +64,9 @@ class LSTMModel:
 
 class LanguageModel:
     def __init__(self, corpus: Corpus, n_clients: int, width: int, layers: int, bptt: int, rotate: bool,
-                 batch_size: int, seed: int, dtype: torch.dtype, device: torch.device) -> None:
+                 batch_size: int, seed: int, dtype: torch.dtype, device: torch.device, model: Any = None) -> None:
         self.corpus, self.bptt, self.rotate = corpus, bptt, rotate
-        self.model = LSTMModel(len(corpus.vocab), width, layers)
+        self.model = model or LSTMModel(len(corpus.vocab), width, layers)
         self.layout = Layout(self.model.shapes)
         self.dim = self.layout.dim
         self.n_clients = n_clients
@@ -80,10 +84,9 @@ class LanguageModel:
         self.eval_rows = torch.arange(min(EVAL_WINDOWS, self.windows), device=device)
         self.dtype, self.device = dtype, device
         g = torch.Generator().manual_seed(seed)
-        bound = 1 / math.sqrt(width)
         parts = [torch.rand(s, generator=g, dtype=torch.float64) * 2 - 1 for s in self.layout.sizes]
         for j, name in enumerate(self.layout.names):
-            parts[j] *= 0.1 if name == "emb" else (0.0 if name == "dec_b" else bound)
+            parts[j] *= 0.1 if name == "emb" else (0.0 if name == "dec_b" else self.model.init_bound(name))
         self._x0 = torch.cat(parts).to(dtype).to(device)
 
     def with_x0(self, x0: Tensor) -> LanguageModel:
