@@ -34,6 +34,7 @@ from .engine.loop import NonFinite, Progress, train
 from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
+from .privacy import budget as privacy
 from .problems.base import ClientOracle, Problem
 from .problems.language import LanguageModel
 from .problems.logreg import LogReg
@@ -149,9 +150,12 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
         option=a.option, init=a.init or "default", compressor=Compressor(a.compressor if a.name == "ef21" else
         "identity", a.k), momentum=a.momentum, dampening=a.dampening, nesterov=a.nesterov,
         weight_decay=a.weight_decay, baseline=a.baseline, official=a.official,
+        beta1=a.beta1, beta2=a.beta2, noise_multiplier=a.noise_multiplier, adaptive_clip=a.adaptive_clip,
+        quantile=a.quantile, clip_lr=a.clip_lr,
     )
+    hp = privacy.resolve(cfg, hp)
     oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)
-    return Context(transport, oracle, hp, x0), facts
+    return Context(privacy.channel(cfg, hp, transport), oracle, hp, x0), facts
 
 
 def default_name(cfg: Config) -> str:
@@ -248,8 +252,11 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         rows = [r for r in rows if r["step"] <= resumed[1].step]
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
+    ledger = privacy.ledger(cfg, ctx.hp)
 
     def log(row: dict[str, Any]) -> None:
+        if ledger is not None:
+            row["epsilon"] = ledger.epsilon(row["comm_rounds"])
         rows.append(row)
         if writer is not None and row["step"] > done:
             writer.write(row)
@@ -272,6 +279,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         "rows_dropped": info.get("rows_dropped", 0),
         **facts,
     }
+    if ledger is not None:
+        summary["privacy"] = ledger.describe()
     t0 = time.perf_counter()
     try:
         state, prog = train(

@@ -1,0 +1,76 @@
+"""DP-FedAvg: FedAvg with flat update clipping and Gaussian noise on the average (spec: algorithms.md §9).
+
+round r = steps rI .. rI + I − 1 (all N clients take part; the round ends with the aggregation):
+  client i: I ``torch.optim.SGD`` steps from x (momentum kept per client) → x_i;  Δ_i = x_i − x
+            b_i = 1[‖Δ_i‖ ≤ C] (before clipping);  sends clip_C(Δ_i) and b_i − ½ (d + 1 floats, one average)
+  server:   x ← x + (1/N) Σ_i clip_C(Δ_i) + N(0, (z_Δ·C/N)² I);  the clients restart from x
+            adaptive: b̄ = clamp((Σ_i (b_i − ½) + N(0, σ_b²))/N + ½, 0, 1), C ← update(C, b̄)  (:mod:`..privacy.quantile`)
+Round r's noise uses round r's C; z_Δ = z for fixed clipping, the split (z⁻² − (2σ_b)⁻²)^(−1/2) for adaptive.
+Server noise is drawn from (seed, round) so every rank adds the same; z = 0 with C = ∞ is FedAvg.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..clipping import clip
+from ..privacy import quantile
+from ..privacy.noise import CENTRAL, COUNT, SERVER, standard_normal
+from .base import Context, Hyper, StepInfo, per_client
+from .momentum import sgd_direction
+
+
+@dataclass(frozen=True)
+class State:
+    x: Tensor  # server model [d]
+    C: Tensor  # clipping norm (0-dim)
+    X: Tensor = per_client()  # local models [n_block, d]
+    buf: Tensor | None = per_client(default=None)  # momentum buffers, created at first use
+
+
+def init(ctx: Context) -> tuple[State, StepInfo]:
+    x = ctx.x0.clone()
+    C = ctx.hp.tau[:1].reshape(()).clone()
+    return State(x, C, x.expand(len(ctx.transport.clients), -1).clone()), StepInfo()
+
+
+def _server_noise(ctx: Context, stream: int, r: int, dim: int) -> Tensor:
+    """N(0, I) drawn identically on every rank (secure noise: rank 0's, broadcast)."""
+    z = standard_normal(ctx.oracle.seed, stream, [SERVER], r, dim, dtype=ctx.x0.dtype, device=ctx.x0.device,
+                        secure=ctx.hp.secure_noise)[0]
+    return ctx.transport.broadcast(z) if ctx.hp.secure_noise else z
+
+
+def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
+    hp, tr = ctx.hp, ctx.transport
+    d, buf = sgd_direction(ctx.oracle.grads(state.X, t), state.X, state.buf, hp.momentum, hp.dampening,
+                           hp.nesterov, hp.weight_decay)
+    X = state.X - hp.lr * d
+    if (t + 1) % hp.local_steps:
+        return State(state.x, state.C, X, buf), StepInfo()
+    r, n, C = t // hp.local_steps, tr.n_clients, state.C
+    c = clip(X - state.x, C, "norm")
+    bits = (~c.clipped).to(X.dtype) - 0.5
+    avg = tr.mean(torch.cat([c.out, bits.unsqueeze(1)], dim=1))
+    adaptive = hp.adaptive_clip != "off"
+    z_upd = quantile.split_noise(hp.noise_multiplier, hp.count_noise) if adaptive else hp.noise_multiplier
+    x = state.x + avg[:-1]
+    if z_upd > 0:
+        x = x + (z_upd * C / n) * _server_noise(ctx, CENTRAL, r, x.numel())
+    if adaptive:
+        noise = hp.count_noise * _server_noise(ctx, COUNT, r, 1)[0] if hp.count_noise > 0 else 0.0
+        C = quantile.update(C, quantile.unclipped_fraction(avg[-1] * n, n, noise), hp.quantile, hp.clip_lr,
+                            hp.adaptive_clip)
+    return State(x, C, x.expand_as(X).clone(), buf), StepInfo(c.clipped)
+
+
+def model(state: State, ctx: Context) -> Tensor:
+    return state.x
+
+
+def releases(hp: Hyper, steps: int) -> int:
+    """Noisy aggregates in ``steps`` steps: one per completed round."""
+    return steps // hp.local_steps
