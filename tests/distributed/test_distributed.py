@@ -57,6 +57,12 @@ CASES = {
     "local-sgd": logreg({"name": "local-sgd", "lr": 0.5, "local_steps": 4}, batch=8),
     "clip21-avg": {"problem": QUAD, "algorithm": {"name": "clip21-avg", "tau": 1.0}, "run": {"steps": 12}},
     "clip21-float32": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, dtype="float32"),
+    # local DP noise is drawn per (seed, client, round), so it does not depend on which rank holds a client
+    "clip21-sgd2m-dp": logreg({"name": "clip21-sgd2m", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5,
+                               "delta": 1e-3}, batch=8),
+    "clip21-dp": logreg({"name": "clip21", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, batch=8),
+    "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "momentum": 0.5,
+                                  "adaptive_clip": "geometric", "noise_multiplier": 0.3}, batch=8),
 }
 
 
@@ -124,6 +130,11 @@ RESUMABLE = {
     "celgc": logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4, "momentum": 0.9}, steps=40,
                     batch=8, checkpoint_every=10),
     "clip21": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, steps=40, checkpoint_every=10),
+    "clip21-sgd2m-dp": logreg({"name": "clip21-sgd2m", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, steps=40,
+                              batch=8, checkpoint_every=10),
+    "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3,
+                                  "adaptive_clip": "geometric", "noise_multiplier": 0.3}, steps=40, batch=8,
+                                 checkpoint_every=10),
 }
 
 
