@@ -489,7 +489,7 @@ def _validate_privacy(cfg: Config) -> None:
     if not (0 <= a.noise_multiplier < math.inf):
         raise DistclipError(f"algorithm.noise_multiplier = {a.noise_multiplier} must be a finite number >= 0")
     if a.target_epsilon is not None:
-        if "algorithm.noise_multiplier" in cfg.given:
+        if a.noise_multiplier > 0:
             raise DistclipError("give algorithm.noise_multiplier or algorithm.target_epsilon (calibrates it), not both")
         _positive("algorithm.target_epsilon", a.target_epsilon, allow_inf=False)
         if cfg.run.steps == 0:
@@ -514,7 +514,8 @@ def _validate_privacy(cfg: Config) -> None:
     if isinstance(a.tau, list):
         raise DistclipError("dp-fedavg clips every update to one norm C: give algorithm.tau as one number")
     _choice("algorithm.adaptive_clip", a.adaptive_clip, ("off", "geometric", "arithmetic"))
-    adaptive_keys = [k for k in ("quantile", "clip_lr", "count_noise") if f"algorithm.{k}" in cfg.given]
+    defaults = AlgorithmConfig()
+    adaptive_keys = [k for k in ("quantile", "clip_lr", "count_noise") if getattr(a, k) != getattr(defaults, k)]
     if a.adaptive_clip == "off" and adaptive_keys:
         raise DistclipError(f"algorithm.{adaptive_keys[0]} goes with adaptive clipping; set algorithm.adaptive_clip "
                             "= 'geometric' or 'arithmetic'")

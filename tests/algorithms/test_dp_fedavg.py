@@ -4,6 +4,7 @@ scale, fixed clipping as η_C = 0 (spec: algorithms.md §9; experiments.md §8 t
 from __future__ import annotations
 
 import math
+import tomllib
 from typing import Any
 
 import pytest
@@ -129,3 +130,15 @@ def test_config_errors() -> None:
     with pytest.raises(Exception, match="raise algorithm.count_noise above 0.25"):  # N = 3: σ_b = 0.15
         runner.run(doc)
     assert quantile.default_count_noise(0.5, 3) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("alg", [
+    {"name": "dp-fedavg", "lr": 0.1, "tau": 1.0, "target_epsilon": 3.0},
+    {"name": "dp-fedavg", "lr": 0.1, "tau": 1.0, "adaptive_clip": "arithmetic", "quantile": 0.7, "count_noise": 2.0},
+    {"name": "clip21-sgd2m", "lr": 0.1, "tau": 1.0, "target_epsilon": 3.0, "accountant": "prv"},
+])
+def test_resolved_config_round_trips(alg: dict[str, Any]) -> None:
+    """config.toml (every applicable key written) loads back to the same config, so runs can resume."""
+    cfg = config.from_dict(quad(**alg))
+    again = config.from_dict(tomllib.loads(config.to_toml(cfg)))
+    assert config.to_toml(again) == config.to_toml(cfg)
