@@ -111,6 +111,8 @@ class AlgorithmConfig:
     clip_lr: float = field(default=0.2, metadata={"help": "dp-fedavg adaptive: learning rate η_C of C"})
     count_noise: float | None = field(default=None, metadata={"help": "dp-fedavg adaptive: std σ_b of the count "
                                                                        "noise (default N/20 when private)"})
+    client_rate: float = field(default=1.0, metadata={"help": "dp-fedavg: each client takes part in a round with "
+                                                               "this probability (Poisson sampling)"})
 
 
 @dataclass
@@ -519,6 +521,8 @@ def _validate_privacy(cfg: Config) -> None:
     if a.adaptive_clip == "off" and adaptive_keys:
         raise DistclipError(f"algorithm.{adaptive_keys[0]} goes with adaptive clipping; set algorithm.adaptive_clip "
                             "= 'geometric' or 'arithmetic'")
+    if not 0 < a.client_rate <= 1:
+        raise DistclipError(f"algorithm.client_rate = {a.client_rate} must be in (0, 1] (1: every client, every round)")
     if not 0 <= a.quantile <= 1:
         raise DistclipError(f"algorithm.quantile = {a.quantile} must be in [0, 1] (the target unclipped fraction)")
     if not 0 <= a.clip_lr < math.inf:

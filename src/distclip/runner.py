@@ -151,7 +151,7 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
         "identity", a.k), momentum=a.momentum, dampening=a.dampening, nesterov=a.nesterov,
         weight_decay=a.weight_decay, baseline=a.baseline, official=a.official,
         beta1=a.beta1, beta2=a.beta2, noise_multiplier=a.noise_multiplier, adaptive_clip=a.adaptive_clip,
-        quantile=a.quantile, clip_lr=a.clip_lr,
+        quantile=a.quantile, clip_lr=a.clip_lr, client_rate=a.client_rate,
     )
     hp = privacy.resolve(cfg, hp)
     oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)

@@ -13,8 +13,8 @@ import torch
 from distclip import config, runner
 from distclip.algorithms import ALGORITHMS
 from distclip.engine.transport import InProcess
-from distclip.privacy import quantile
-from distclip.privacy.noise import CENTRAL, COUNT, SERVER, standard_normal
+from distclip.privacy import accountant, quantile
+from distclip.privacy.noise import CENTRAL, COUNT, SAMPLING, SERVER, standard_normal, uniform
 
 F64 = torch.float64
 A = [[1.0, 2.0], [-2.0, 0.5], [3.0, -1.0]]
@@ -134,7 +134,8 @@ def test_config_errors() -> None:
 
 @pytest.mark.parametrize("alg", [
     {"name": "dp-fedavg", "lr": 0.1, "tau": 1.0, "target_epsilon": 3.0},
-    {"name": "dp-fedavg", "lr": 0.1, "tau": 1.0, "adaptive_clip": "arithmetic", "quantile": 0.7, "count_noise": 2.0},
+    {"name": "dp-fedavg", "lr": 0.1, "tau": 1.0, "adaptive_clip": "arithmetic", "quantile": 0.7, "count_noise": 2.0,
+     "client_rate": 0.5},
     {"name": "clip21-sgd2m", "lr": 0.1, "tau": 1.0, "target_epsilon": 3.0, "accountant": "prv"},
 ])
 def test_resolved_config_round_trips(alg: dict[str, Any]) -> None:
@@ -142,3 +143,29 @@ def test_resolved_config_round_trips(alg: dict[str, Any]) -> None:
     cfg = config.from_dict(quad(**alg))
     again = config.from_dict(tomllib.loads(config.to_toml(cfg)))
     assert config.to_toml(again) == config.to_toml(cfg)
+
+
+def test_poisson_client_sampling_by_hand() -> None:
+    """q < 1: the sampled clients' clipped updates and the noise are divided by the expected m = qN."""
+    lr, tau, z, q = 0.2, 0.5, 0.3, 0.8
+    out, _, _ = drive(quad("dp-fedavg", lr=lr, tau=tau, local_steps=2, noise_multiplier=z, client_rate=q), 2)
+    taking_part = torch.from_numpy(uniform(0, SAMPLING, range(3), 0) < q)
+    assert taking_part.tolist() == [True, False, True]  # this round: clients 0 and 2
+    x = torch.tensor(X0, dtype=F64)
+    X = x.expand(3, -1).clone()
+    a, c = torch.tensor(A, dtype=F64), torch.tensor(C, dtype=F64)
+    for _ in range(2):
+        X = X - lr * c[:, None] * (X - a)
+    delta = X - x
+    clipped = delta * torch.clamp(tau / delta.norm(dim=1), max=1.0)[:, None]
+    m = q * 3
+    want = x + clipped[taking_part].sum(dim=0) / m + z * tau / m * standard_normal(0, CENTRAL, [SERVER], 0, 2)[0]
+    torch.testing.assert_close(out[2][0], want, rtol=1e-12, atol=1e-14)
+
+
+def test_sampling_rate_enters_the_accountant() -> None:
+    res = runner.run({**quad("dp-fedavg", lr=0.1, tau=1.0, noise_multiplier=1.0, client_rate=0.25, delta=1e-3),
+                      "run": {"steps": 8}})
+    assert res.metrics[-1]["epsilon"] == accountant.epsilon(8, 1.0, 0.25, 1e-3)
+    assert res.summary["privacy"]["sample_rate"] == 0.25
+    assert res.metrics[-1]["epsilon"] < accountant.epsilon(8, 1.0, 1.0, 1e-3)  # amplification by sampling

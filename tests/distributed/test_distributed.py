@@ -63,6 +63,8 @@ CASES = {
     "clip21-dp": logreg({"name": "clip21", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, batch=8),
     "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "momentum": 0.5,
                                   "adaptive_clip": "geometric", "noise_multiplier": 0.3}, batch=8),
+    "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 2, "client_rate": 0.6,
+                                 "noise_multiplier": 1.0}, batch=8),
 }
 
 

@@ -59,7 +59,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         ),
         AlgorithmSpec(
             "dp-fedavg", dp_fedavg, "DP-FedAvg: flat update clipping, noise on the average, adaptive C (§9)",
-            _OPT | _DP | {"tau", "local_steps", "adaptive_clip", "quantile", "clip_lr", "count_noise"},
+            _OPT | _DP | {"tau", "local_steps", "adaptive_clip", "quantile", "clip_lr", "count_noise", "client_rate"},
             privacy="central",
         ),
     ]

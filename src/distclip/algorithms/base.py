@@ -64,6 +64,7 @@ class Hyper:
     quantile: float = 0.5  # target unclipped quantile q
     clip_lr: float = 0.2  # η_C
     count_noise: float = 0.0  # σ_b, std of the noise on the unclipped count
+    client_rate: float = 1.0  # DP-FedAvg: Poisson sampling rate q of the clients in a round
 
     def scaled(self, s: float) -> Hyper:
         """η and γ multiplied by s (the threshold γ/η, and τ, unchanged)."""

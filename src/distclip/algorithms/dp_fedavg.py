@@ -1,12 +1,15 @@
 """DP-FedAvg: FedAvg with flat update clipping and Gaussian noise on the average (spec: algorithms.md §9).
 
-round r = steps rI .. rI + I − 1 (all N clients take part; the round ends with the aggregation):
+round r = steps rI .. rI + I − 1 (the round ends with the aggregation); S_r: each client independently with
+probability q (Poisson sampling, ``client_rate``; q = 1, all clients, by default), m = qN expected clients:
   client i: I ``torch.optim.SGD`` steps from x (momentum kept per client) → x_i;  Δ_i = x_i − x
-            b_i = 1[‖Δ_i‖ ≤ C] (before clipping);  sends clip_C(Δ_i) and b_i − ½ (d + 1 floats, one average)
-  server:   x ← x + (1/N) Σ_i clip_C(Δ_i) + N(0, (z_Δ·C/N)² I);  the clients restart from x
-            adaptive: b̄ = clamp((Σ_i (b_i − ½) + N(0, σ_b²))/N + ½, 0, 1), C ← update(C, b̄)  (:mod:`..privacy.quantile`)
+            b_i = 1[‖Δ_i‖ ≤ C] (before clipping);  i ∈ S_r sends clip_C(Δ_i) and b_i − ½ (d + 1 floats, one average)
+  server:   x ← x + (1/m) Σ_{i∈S_r} clip_C(Δ_i) + N(0, (z_Δ·C/m)² I);  the clients restart from x
+            adaptive: b̄ = clamp((Σ_{S_r} (b_i − ½) + N(0, σ_b²))/m + ½, 0, 1), C ← update(C, b̄)  (privacy.quantile)
 Round r's noise uses round r's C; z_Δ = z for fixed clipping, the split (z⁻² − (2σ_b)⁻²)^(−1/2) for adaptive.
-Server noise is drawn from (seed, round) so every rank adds the same; z = 0 with C = ∞ is FedAvg.
+Server noise and S_r are drawn from (seed, round) and (seed, client, round), so every rank agrees; dividing
+by the expected m follows TF-Privacy. The simulator still trains the clients outside S_r (their updates are
+discarded), and the counters count every client's message. z = 0, C = ∞, q = 1 is FedAvg.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import Tensor
 
 from ..clipping import clip
 from ..privacy import quantile
-from ..privacy.noise import CENTRAL, COUNT, SERVER, standard_normal
+from ..privacy.noise import CENTRAL, COUNT, SAMPLING, SERVER, standard_normal, uniform
 from .base import Context, Hyper, StepInfo, per_client
 from .momentum import sgd_direction
 
@@ -51,20 +54,25 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     X = state.X - hp.lr * d
     if (t + 1) % hp.local_steps:
         return State(state.x, state.C, X, buf), StepInfo()
-    r, n, C = t // hp.local_steps, tr.n_clients, state.C
+    r, m, C = t // hp.local_steps, tr.n_clients * hp.client_rate, state.C
     c = clip(X - state.x, C, "norm")
-    bits = (~c.clipped).to(X.dtype) - 0.5
-    avg = tr.mean(torch.cat([c.out, bits.unsqueeze(1)], dim=1))
+    msg = torch.cat([c.out, (~c.clipped).to(X.dtype).unsqueeze(1) - 0.5], dim=1)
+    taking_part = torch.ones_like(c.clipped)
+    if hp.client_rate < 1:
+        u = uniform(ctx.oracle.seed, SAMPLING, tr.clients, r)
+        taking_part = torch.from_numpy(u < hp.client_rate).to(c.clipped.device)
+        msg = msg * taking_part.to(msg.dtype).unsqueeze(1)
+    total = tr.mean(msg) * tr.n_clients  # Σ over S_r of the messages
     adaptive = hp.adaptive_clip != "off"
     z_upd = quantile.split_noise(hp.noise_multiplier, hp.count_noise) if adaptive else hp.noise_multiplier
-    x = state.x + avg[:-1]
+    x = state.x + total[:-1] / m
     if z_upd > 0:
-        x = x + (z_upd * C / n) * _server_noise(ctx, CENTRAL, r, x.numel())
+        x = x + (z_upd * C / m) * _server_noise(ctx, CENTRAL, r, x.numel())
     if adaptive:
         noise = hp.count_noise * _server_noise(ctx, COUNT, r, 1)[0] if hp.count_noise > 0 else 0.0
-        C = quantile.update(C, quantile.unclipped_fraction(avg[-1] * n, n, noise), hp.quantile, hp.clip_lr,
+        C = quantile.update(C, quantile.unclipped_fraction(total[-1], m, noise), hp.quantile, hp.clip_lr,
                             hp.adaptive_clip)
-    return State(x, C, x.expand_as(X).clone(), buf), StepInfo(c.clipped)
+    return State(x, C, x.expand_as(X).clone(), buf), StepInfo(c.clipped & taking_part)
 
 
 def model(state: State, ctx: Context) -> Tensor:

@@ -12,8 +12,8 @@ release, so ε at a logged step is the accountant's ε after ``comm_rounds`` rou
   q = 1. No amplification by minibatch subsampling is claimed (as in the Clip21-SGD2M paper: the client
   states carry past minibatches forward).
 - ``central`` (dp-fedavg): client-level DP, one client added or removed (McMahan et al. 2018): the sum of
-  clipped updates has sensitivity C and noise std z·C (z·C/N on the average), multiplier z, q = 1 (all
-  clients take part every round).
+  clipped updates has sensitivity C and noise std z·C (z·C/m on the average over m = qN expected clients),
+  multiplier z, sampling rate q = ``client_rate`` (Poisson sampling of clients; 1 by default: all take part).
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def resolve(cfg: Config, hp: Hyper) -> Hyper:
         if rounds == 0:
             raise DistclipError(f"{a.name} makes no noisy round in run.steps = {cfg.run.steps} steps; "
                                 "raise run.steps to calibrate for algorithm.target_epsilon")
-        z = SENSITIVITY[spec.privacy] * accountant.calibrate(a.target_epsilon, rounds, 1.0, a.delta, a.accountant)
+        z = SENSITIVITY[spec.privacy] * accountant.calibrate(a.target_epsilon, rounds, hp.client_rate, a.delta,
+                                                             a.accountant)
     sigma_b = hp.count_noise
     if spec.privacy == "central" and a.adaptive_clip != "off":
-        sigma_b = a.count_noise if a.count_noise is not None else quantile.default_count_noise(z, cfg.partition.clients)
+        expected = cfg.partition.clients * a.client_rate
+        sigma_b = a.count_noise if a.count_noise is not None else quantile.default_count_noise(z, expected)
         if z > 0 and z >= 2 * sigma_b:
             raise DistclipError(f"noise multiplier z = {z:.4g} must be below 2·count_noise = {2 * sigma_b:.4g} to "
                                 f"leave noise for the update; raise algorithm.count_noise above {z / 2:.4g}")
@@ -63,8 +65,8 @@ def ledger(cfg: Config, hp: Hyper) -> Accountant | None:
     spec, a = _spec(cfg), cfg.algorithm
     if not spec.privacy or hp.noise_multiplier == 0:
         return None
-    return Accountant(hp.noise_multiplier, SENSITIVITY[spec.privacy], 1.0, a.delta, a.accountant, UNIT[spec.privacy],
-                      spec.rules.releases(hp, cfg.run.steps))
+    return Accountant(hp.noise_multiplier, SENSITIVITY[spec.privacy], hp.client_rate, a.delta, a.accountant,
+                      UNIT[spec.privacy], spec.rules.releases(hp, cfg.run.steps))
 
 
 def channel(cfg: Config, hp: Hyper, transport: Transport) -> Transport:

@@ -1,4 +1,5 @@
-"""Gaussian noise that is a pure function of (seed, stream, client id, round) (spec: algorithms.md §8, §9).
+"""Gaussian noise (and client sampling) as a pure function of (seed, stream, client id, round)
+(spec: algorithms.md §8, §9).
 
 The noise of client i at round r depends on nothing else: not on which process holds the client, nor on
 how many clients it holds, nor on earlier draws, so a resumed or re-partitioned run adds the same noise
@@ -26,6 +27,7 @@ from ..rng import counter_bits, derive_seed
 LOCAL = 1  # local DP: noise on each client's message
 CENTRAL = 2  # central DP: noise on the server's aggregate
 COUNT = 3  # adaptive clipping: noise on the unclipped count
+SAMPLING = 4  # which clients take part in a round
 SERVER = 2**63  # the client id under which server-side noise is drawn (no real client has it)
 
 
@@ -47,3 +49,9 @@ def standard_normal(seed: int, stream: int, clients: Tensor | np.ndarray | list[
     r = np.sqrt(-2.0 * np.log(u1))
     z = np.concatenate([r * np.cos(2 * math.pi * u2), r * np.sin(2 * math.pi * u2)], axis=1)[:, :dim]
     return torch.from_numpy(np.ascontiguousarray(z)).to(dtype=dtype, device=device)
+
+
+def uniform(seed: int, stream: int, clients: Tensor | np.ndarray | list[int], step: int) -> np.ndarray:
+    """One uniform number in [0, 1) per client at round ``step`` (53 bits), from the same counters."""
+    ids = np.asarray(clients.cpu() if isinstance(clients, Tensor) else clients, dtype=np.uint64).reshape(-1)
+    return counter_bits(derive_seed(seed, stream), ids, step, 1)[:, 0].astype(np.float64) * 2.0**-53

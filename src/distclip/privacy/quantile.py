@@ -35,8 +35,8 @@ def update(clip: Tensor, unclipped: Tensor, quantile: float, lr: float, rule: st
     raise ValueError(f"adaptive clipping rule {rule!r}; choose one of: {', '.join(RULES)}")
 
 
-def default_count_noise(noise_multiplier: float, m: int) -> float:
-    """σ_b = m/20 when the run is private (TF-Privacy's recommendation), else 0."""
+def default_count_noise(noise_multiplier: float, m: float) -> float:
+    """σ_b = m/20 (m: expected clients per round) when the run is private (TF-Privacy's recommendation), else 0."""
     return m / 20 if noise_multiplier > 0 else 0.0
 
 
