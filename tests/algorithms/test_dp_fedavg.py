@@ -169,3 +169,8 @@ def test_sampling_rate_enters_the_accountant() -> None:
     assert res.metrics[-1]["epsilon"] == accountant.epsilon(8, 1.0, 0.25, 1e-3)
     assert res.summary["privacy"]["sample_rate"] == 0.25
     assert res.metrics[-1]["epsilon"] < accountant.epsilon(8, 1.0, 1.0, 1e-3)  # amplification by sampling
+
+
+def test_fixed_clipping_sends_no_bit() -> None:
+    res = runner.run({**quad("dp-fedavg", lr=0.1, tau=1.0, local_steps=3), "run": {"steps": 7}})
+    assert (res.metrics[-1]["floats_up"], res.metrics[-1]["floats_down"]) == (2 * 2, 2 * 2)  # d per round
