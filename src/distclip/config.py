@@ -134,6 +134,23 @@ class AlgorithmConfig:
     resample_batch: int | None = field(default=None, metadata={"help": "episode: minibatch of the resampled "
                                        "gradient G_r^i (default batch_size·local_steps; 0 = full gradient)"})
     comparison: str = field(default=">", metadata={"help": "episode: clip a round when ‖G_r‖ > γ/lr, or '>='"})
+    beta1: float = field(default=0.1, metadata={"help": "clip21-sgd2m: client momentum β1 in (0, 1]"})
+    beta2: float = field(default=1.0, metadata={"help": "clip21-sgd2m: error-feedback step β2 in (0, 1]"})
+    noise_multiplier: float = field(default=0.0, metadata={"help": "DP noise z: std z·tau per client message "
+                                                                   "(local DP), z·C/N on dp-fedavg's average"})
+    target_epsilon: float | None = field(default=None, metadata={"help": "calibrate noise_multiplier so that ε "
+                                                                          "after run.steps is this"})
+    delta: float = field(default=1e-5, metadata={"help": "DP δ at which ε is reported"})
+    accountant: str = field(default="rdp", metadata={"help": "rdp | prv (Opacus accountants)"})
+    secure_noise: bool = field(default=False, metadata={"help": "draw DP noise from OS entropy (not reproducible)"})
+    adaptive_clip: str = field(default="off", metadata={"help": "dp-fedavg: off | geometric | arithmetic "
+                                                                 "(tau is then C0)"})
+    quantile: float = field(default=0.5, metadata={"help": "dp-fedavg adaptive: target unclipped quantile q"})
+    clip_lr: float = field(default=0.2, metadata={"help": "dp-fedavg adaptive: learning rate η_C of C"})
+    count_noise: float | None = field(default=None, metadata={"help": "dp-fedavg adaptive: std σ_b of the count "
+                                                                       "noise (default N/20 when private)"})
+    client_rate: float = field(default=1.0, metadata={"help": "dp-fedavg: each client takes part in a round with "
+                                                               "this probability (Poisson sampling)"})
 
 
 @dataclass
@@ -553,6 +570,7 @@ def _validate_algorithm(cfg: Config) -> None:
         raise DistclipError(f"{a.name} averages the vectors a_i of problem kind 'quadratic' (its centres)")
     if a.name == "episode":
         _validate_episode(a)
+    _validate_privacy(cfg)
 
 
 def _validate_episode(a: AlgorithmConfig) -> None:
@@ -563,6 +581,62 @@ def _validate_episode(a: AlgorithmConfig) -> None:
     if a.resample_batch is not None and a.resample_batch < 0:
         raise DistclipError(f"algorithm.resample_batch = {a.resample_batch} must be >= 0 (0 = full gradient)")
 
+
+def _validate_privacy(cfg: Config) -> None:
+    """Clip21-SGD2M, DP noise and adaptive clipping keys (spec: algorithms.md §8, §9)."""
+    a, spec = cfg.algorithm, ALGORITHMS[cfg.algorithm.name]
+    for key in ("beta1", "beta2"):
+        if not 0 < getattr(a, key) <= 1:
+            raise DistclipError(f"algorithm.{key} = {getattr(a, key)} must be in (0, 1]")
+    if not (0 <= a.noise_multiplier < math.inf):
+        raise DistclipError(f"algorithm.noise_multiplier = {a.noise_multiplier} must be a finite number >= 0")
+    if a.target_epsilon is not None:
+        if a.noise_multiplier > 0:
+            raise DistclipError("give algorithm.noise_multiplier or algorithm.target_epsilon (calibrates it), not both")
+        _positive("algorithm.target_epsilon", a.target_epsilon, allow_inf=False)
+        if cfg.run.steps == 0:
+            raise DistclipError("algorithm.target_epsilon needs run.steps > 0 to calibrate the noise over")
+    if not 0 < a.delta < 1:
+        raise DistclipError(f"algorithm.delta = {a.delta} must be in (0, 1)")
+    _choice("algorithm.accountant", a.accountant, ("rdp", "prv"))
+    private = a.noise_multiplier > 0 or a.target_epsilon is not None
+    if private and spec.privacy == "local":
+        if a.clip_at != "client" or a.official:
+            raise DistclipError(f"{a.name} with DP noise needs clip_at = 'client' and official = false: every "
+                                "message must be clipped")
+        if a.init == "grad":
+            raise DistclipError(f"{a.name} with DP noise cannot use init = 'grad' (unclipped first message); "
+                                "use clip_grad or zero")
+        if a.clip == "coordinate":
+            raise DistclipError("DP noise needs a norm-bounded message; use clip = 'norm' or 'soft'")
+        if a.tau is None or any(math.isinf(t) for t in (a.tau if isinstance(a.tau, list) else [a.tau])):
+            raise DistclipError(f"{a.name} with DP noise needs a finite algorithm.tau (the noise std is z·tau)")
+    if spec.privacy != "central":
+        return
+    if isinstance(a.tau, list):
+        raise DistclipError("dp-fedavg clips every update to one norm C: give algorithm.tau as one number")
+    _choice("algorithm.adaptive_clip", a.adaptive_clip, ("off", "geometric", "arithmetic"))
+    defaults = AlgorithmConfig()
+    adaptive_keys = [k for k in ("quantile", "clip_lr", "count_noise") if getattr(a, k) != getattr(defaults, k)]
+    if a.adaptive_clip == "off" and adaptive_keys:
+        raise DistclipError(f"algorithm.{adaptive_keys[0]} goes with adaptive clipping; set algorithm.adaptive_clip "
+                            "= 'geometric' or 'arithmetic'")
+    if not 0 < a.client_rate <= 1:
+        raise DistclipError(f"algorithm.client_rate = {a.client_rate} must be in (0, 1] (1: every client, every round)")
+    if not 0 <= a.quantile <= 1:
+        raise DistclipError(f"algorithm.quantile = {a.quantile} must be in [0, 1] (the target unclipped fraction)")
+    if not 0 <= a.clip_lr < math.inf:
+        raise DistclipError(f"algorithm.clip_lr = {a.clip_lr} must be a finite number >= 0 (0: fixed clipping)")
+    if a.count_noise is not None and not 0 <= a.count_noise < math.inf:
+        raise DistclipError(f"algorithm.count_noise = {a.count_noise} must be a finite number >= 0")
+    if private and a.adaptive_clip != "off":
+        if a.count_noise == 0:
+            raise DistclipError("private adaptive clipping needs count noise: remove algorithm.count_noise = 0 "
+                                "(default N/20) or set it > 0")
+        if math.isinf(a.tau):
+            raise DistclipError("adaptive clipping starts from algorithm.tau = C0; give a finite C0 such as 0.1")
+    if private and a.adaptive_clip == "off" and math.isinf(a.tau):
+        raise DistclipError("dp-fedavg with noise needs a finite clipping norm algorithm.tau (noise std z·C/N)")
 
 # -- writing the resolved config -------------------------------------------------------------------
 def _toml_value(v: Any) -> str:

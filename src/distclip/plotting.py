@@ -126,3 +126,21 @@ def plot_loss_panels(groups: dict[str, list[Run]], out: Path, title: str = "") -
         ax.set_ylabel("f")
         ax.grid(True, alpha=0.3)
     return _save(fig, axes[0, 0], title, out)
+
+
+def plot_privacy(curves: dict[str, list[tuple[float, float]]], reference: dict[str, float], out: Path,
+                 title: str = "", metric: str = "final training loss") -> Path:
+    """Utility against the privacy budget: ``metric`` against ε (log scale) for each method, with the
+    method's non-private value as a dashed line of the same colour."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), constrained_layout=True)
+    for label, points in curves.items():
+        eps, values = zip(*sorted(points), strict=True)
+        line = ax.plot(eps, values, "o-", label=label)[0]
+        if label in reference:
+            ax.axhline(reference[label], color=line.get_color(), ls="--", lw=1, label=f"{label}, no noise")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ε (δ fixed)")
+    ax.set_ylabel(metric)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, ax, title, out)

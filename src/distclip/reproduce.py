@@ -23,7 +23,7 @@ from . import __version__
 from .config import load
 from .data.cifar10 import DOWNLOAD, FOLDER
 from .errors import DistclipError
-from .plotting import plot_loss_panels, plot_runs, plot_training
+from .plotting import plot_loss_panels, plot_privacy, plot_runs, plot_training
 from .report import format_table, grid_groups
 from .runner import RunResult, run_sweep
 
@@ -46,6 +46,7 @@ class Suite:
     loss_panels: bool = False  # also plot f against rounds, one panel per grid value
     needs_path: str = ""  # what problem.path must point to, for data that is not bundled
     needs: str = ""  # what the full version needs (hardware, time), stated in the report
+    figures: Callable[[list[RunResult], Path], list[Path]] | None = None  # suite-specific extra figures
 
 
 def _x(result: RunResult, step: int) -> float:
@@ -258,6 +259,57 @@ _AWD_NEEDS = (
     "half a day for the suite (8 clients batched on one GPU; the paper used one V100 per client)."
 )
 
+_DP_METHODS = {"clip-sgd": "Clip-SGD", "clip21-sgd": "Clip21-SGD", "clip21-sgd2m": "Clip21-SGD2M"}
+
+
+def _dp_runs(r: dict[str, RunResult]) -> dict[str, dict[float, RunResult]]:
+    """method -> {ε target: run}, the non-private run under ε = inf."""
+    out: dict[str, dict[float, RunResult]] = {m: {} for m in _DP_METHODS}
+    for label, res in r.items():
+        method, _, tail = label.rpartition("-eps=")
+        if method in out:
+            out[method][float(tail)] = res
+        elif label.endswith("-nonprivate") and label.removesuffix("-nonprivate") in out:
+            out[label.removesuffix("-nonprivate")][math.inf] = res
+    return out
+
+
+def _dp_claims(r: dict[str, RunResult]) -> list[Claim]:
+    runs = _dp_runs(r)
+    loss = {m: {e: res.metrics[-1]["loss"] for e, res in by.items()} for m, by in runs.items()}
+    budgets = sorted(e for e in runs["clip-sgd"] if e < math.inf)
+    top = budgets[-1]
+    spent = {(m, e): res.metrics[-1]["epsilon"] for m, by in runs.items() for e, res in by.items() if e < math.inf}
+    z = {m: by[top].summary["privacy"]["noise_multiplier"] for m, by in runs.items()}
+    out = [Claim("every private run spends its budget: final ε within 1% below the target (noise calibrated by "
+                 "Opacus' accountant)", all(0.99 * e <= got <= e for (_, e), got in spent.items()),
+                 ", ".join(f"{m} ε={e:g}: {got:.3f}" for (m, e), got in spent.items()))]
+    for m, name in _DP_METHODS.items():
+        ordered = [loss[m][e] for e in budgets]
+        out.append(Claim(f"{name}: the smaller the budget, the worse the utility (final loss falls as ε grows "
+                         f"through {', '.join(f'{e:g}' for e in budgets)})", ordered == sorted(ordered, reverse=True),
+                         ", ".join(f"ε={e:g}: {v:.4f}" for e, v in sorted(loss[m].items()))))
+    sgd2m, clip, c21 = loss["clip21-sgd2m"][top], loss["clip-sgd"][top], loss["clip21-sgd"][top]
+    clip0, c210 = loss["clip-sgd"][math.inf], loss["clip21-sgd"][math.inf]
+    noise = ", ".join(f"{m} {v:.2f}" for m, v in z.items())
+    out.append(Claim(f"under the same budget (ε = {top:g}) Clip21-SGD2M reaches a lower training loss than Clip-SGD "
+                     "and Clip21-SGD (the paper's DP claim)", sgd2m < min(clip, c21),
+                     f"Clip21-SGD2M {sgd2m:.4f}, Clip-SGD {clip:.4f}, Clip21-SGD {c21:.4f}; noise multipliers {noise}"))
+    out.append(Claim(f"undamped error feedback accumulates the noise: Clip21-SGD (β2 = 1) beats Clip-SGD without noise "
+                     f"but not at ε = {top:g}", c210 < clip0 and c21 > clip,
+                     f"no noise: Clip21-SGD {c210:.4f}, Clip-SGD {clip0:.4f}; ε = {top:g}: {c21:.4f} vs {clip:.4f}"))
+    return out
+
+
+def _dp_figures(results: list[RunResult], out: Path) -> list[Path]:
+    runs = _dp_runs({r.label: r for r in results})
+    curves = {_DP_METHODS[m]: [(e, res.metrics[-1]["loss"]) for e, res in by.items() if e < math.inf]
+              for m, by in runs.items()}
+    reference = {_DP_METHODS[m]: by[math.inf].metrics[-1]["loss"] for m, by in runs.items() if math.inf in by}
+    return [plot_privacy(curves, reference, out / "plots" / "utility-vs-epsilon.png",
+                         "dp-clip21: final training loss against ε (local DP, δ = 1e-3)")]
+
+
 SUITES: dict[str, Suite] = {
     s.name: s
     for s in [
@@ -288,6 +340,8 @@ SUITES: dict[str, Suite] = {
                     "Estimates, not measurements of full runs: one step of all 8 clients took 26-39 s on 2 shared "
                     "CPU cores here, out of reach on CPU; about 2-3 h per run on one V100/A100-class GPU (about half "
                     "of it the per-epoch evaluation), 12-18 h for the suite."),
+        Suite("dp-clip21", "Clip-SGD vs Clip21-SGD vs Clip21-SGD2M with local DP noise: utility against ε",
+              ("run.steps=200", "partition.clients=500"), _dp_claims, figures=_dp_figures),
     ]
 }
 
@@ -350,6 +404,8 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
     if suite.loss_panels:
         figures.append(plot_loss_panels({g: [(r.label, r.metrics) for r in m] for g, m in groups.items()},
                                         out / "plots" / "loss.png", f"{name}: f(x̄) per iteration"))
+    if suite.figures is not None:
+        figures += suite.figures(results, out)
     command = f"distclip reproduce {name}" + (" --quick" if quick else "") + "".join(f" --set {o}" for o in overrides)
     lines = [
         f"# {name}: {suite.title}",

@@ -26,8 +26,8 @@ def _mix(z: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: int, stream: int = 0) -> np.ndarray:
-    """Indices ``[len(clients), batch]`` in ``[0, rows)`` for each client at ``step``.
+def counter_bits(seed: int, clients: np.ndarray, step: int, count: int, stream: int = 0) -> np.ndarray:
+    """``count`` 53-bit integers ``[len(clients), count]`` per client at ``step`` (uint64, below 2^53).
 
     ``stream`` > 0 gives an independent sequence for a second kind of draw at the same step (EPISODE's
     resampled gradient); stream 0 is the sequence of the steps' own minibatches.
@@ -37,9 +37,19 @@ def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: 
     key = _mix(key ^ np.uint64(step % 2**64))
     if stream:
         key = _mix(key ^ np.uint64(stream % 2**64))
-    j = np.arange(batch, dtype=np.uint64)
-    bits = _mix(key[:, None] + j[None, :] * _GOLDEN) >> np.uint64(11)
-    return (bits % np.uint64(rows)).astype(np.int64)
+    j = np.arange(count, dtype=np.uint64)
+    return _mix(key[:, None] + j[None, :] * _GOLDEN) >> np.uint64(11)
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """An independent seed for a named random stream (noise, sampling, ...) of the run seeded ``seed``."""
+    key = _mix(np.array([seed % 2**64], dtype=np.uint64))
+    return int(_mix(key ^ np.uint64(stream % 2**64))[0])
+
+
+def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: int, stream: int = 0) -> np.ndarray:
+    """Indices ``[len(clients), batch]`` in ``[0, rows)`` for each client at ``step`` (``stream``: see counter_bits)."""
+    return (counter_bits(seed, clients, step, batch, stream) % np.uint64(rows)).astype(np.int64)
 
 
 # -- the same hash on torch int64 tensors (any device), for dropout masks --------------------------

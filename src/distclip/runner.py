@@ -34,6 +34,7 @@ from .engine.loop import NonFinite, Progress, train
 from .engine.transport import InProcess, Transport
 from .errors import DistclipError
 from .metrics import MetricsWriter, read_metrics, write_json_atomic
+from .privacy import budget as privacy
 from .problems.awd_lstm import AWDLanguageModel, needs_awd, regularisation
 from .problems.base import ClientOracle, Problem
 from .problems.language import LanguageModel
@@ -164,9 +165,12 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
         weight_decay=a.weight_decay, baseline=a.baseline, official=a.official,
         resample_batch=cfg.run.batch_size * a.local_steps if a.resample_batch is None else a.resample_batch,
         comparison=a.comparison,
+        beta1=a.beta1, beta2=a.beta2, noise_multiplier=a.noise_multiplier, adaptive_clip=a.adaptive_clip,
+        quantile=a.quantile, clip_lr=a.clip_lr, client_rate=a.client_rate,
     )
+    hp = privacy.resolve(cfg, hp, resolve_length(cfg, problem).steps)
     oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)
-    return Context(transport, oracle, hp, x0), facts
+    return Context(privacy.channel(cfg, hp, transport), oracle, hp, x0), facts
 
 
 def default_name(cfg: Config) -> str:
@@ -284,11 +288,13 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         rows = [r for r in rows if r["step"] <= resumed[1].step]
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
-
     length = resolve_length(cfg, problem)
+    ledger = privacy.ledger(cfg, ctx.hp, length.steps)
 
     def log(row: dict[str, Any]) -> None:
         row["epoch"] = row["step"] / length.steps_per_epoch
+        if ledger is not None:
+            row["epsilon"] = ledger.epsilon(row["comm_rounds"])
         rows.append(row)
         if writer is not None and row["step"] > done:
             writer.write(row)
@@ -313,6 +319,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         "steps_per_epoch": length.steps_per_epoch,
         **facts,
     }
+    if ledger is not None:
+        summary["privacy"] = ledger.describe()
     t0 = time.perf_counter()
     try:
         state, prog = train(

@@ -65,6 +65,14 @@ CASES = {
         "partition": {"clients": 4}, "algorithm": {"name": "celgc", "lr": 5.0, "tau": 0.25, "local_steps": 2},
         "run": {"steps": 6, "batch_size": 2, "log_every": 3, "dtype": "float64"},
     },
+    # local DP noise is drawn per (seed, client, round), so it does not depend on which rank holds a client
+    "clip21-sgd2m-dp": logreg({"name": "clip21-sgd2m", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5,
+                               "delta": 1e-3}, batch=8),
+    "clip21-dp": logreg({"name": "clip21", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, batch=8),
+    "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "momentum": 0.5,
+                                  "adaptive_clip": "geometric", "noise_multiplier": 0.3}, batch=8),
+    "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 2, "client_rate": 0.6,
+                                 "noise_multiplier": 1.0}, batch=8),
 }
 
 
@@ -134,6 +142,11 @@ RESUMABLE = {
     "clip21": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, steps=40, checkpoint_every=10),
     "celgc-awd-lstm-carry": {**CASES["celgc-awd-lstm-carry"], "run": {  # carried hidden states in the checkpoint
         "steps": 40, "batch_size": 2, "log_every": 9, "dtype": "float64", "checkpoint_every": 10}},
+    "clip21-sgd2m-dp": logreg({"name": "clip21-sgd2m", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, steps=40,
+                              batch=8, checkpoint_every=10),
+    "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3,
+                                  "adaptive_clip": "geometric", "noise_multiplier": 0.3}, steps=40, batch=8,
+                                 checkpoint_every=10),
 }
 
 

@@ -58,7 +58,15 @@ class Hyper:
     official: bool = False
     resample_batch: int = 0  # EPISODE: minibatch of the resampled G_r^i (0: full gradient)
     comparison: str = ">"  # EPISODE: clip the round when ‖G_r‖ > γ/η, or >=
-
+    beta1: float = 0.1  # Clip21-SGD2M client momentum
+    beta2: float = 1.0  # Clip21-SGD2M error-feedback step
+    noise_multiplier: float = 0.0  # z: Gaussian noise std z·τ (local DP) or z·C/N on the average (DP-FedAvg)
+    secure_noise: bool = False  # draw the noise from OS entropy (not reproducible)
+    adaptive_clip: str = "off"  # DP-FedAvg: off | geometric | arithmetic
+    quantile: float = 0.5  # target unclipped quantile q
+    clip_lr: float = 0.2  # η_C
+    count_noise: float = 0.0  # σ_b, std of the noise on the unclipped count
+    client_rate: float = 1.0  # DP-FedAvg: Poisson sampling rate q of the clients in a round
 
     def scaled(self, s: float) -> Hyper:
         """η and γ multiplied by s (the threshold γ/η, and τ, unchanged)."""
@@ -96,3 +104,4 @@ class AlgorithmSpec:
     options: tuple[str, ...] = ()
     needs_targets: bool = False
     uses_lr: bool = True
+    privacy: str = ""  # "local" (noise on each client message) or "central" (on the aggregate); rules define releases()

@@ -4,6 +4,8 @@ init:    v_i^0 = clip_τ(∇f_i(x^0)) (``clip_grad``, default), ∇f_i(x^0) (``g
 step k:  x^{k+1} = x^k − γ·v^k,  v^k = (1/N) Σ_i v_i^k
          c_i = clip_τ(∇f_i(x^{k+1}) − v_i^k) (sent, ‖c_i‖ ≤ τ);  v_i^{k+1} = v_i^k + c_i
 With ``batch_size > 0`` the gradients are minibatch gradients (Clip21-SGD, the library's rule).
+With ``noise_multiplier`` > 0 every message c_i (the initial one too) leaves with Gaussian noise, the memories
+stay noiseless (§5 generic form, :mod:`distclip.privacy.channel`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..clipping import clip
-from .base import Context, StepInfo
+from .base import Context, Hyper, StepInfo
 from .ef21 import Operator, State, ef_init, ef_step
 
 
@@ -36,3 +38,8 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
 
 def model(state: State, ctx: Context) -> Tensor:
     return state.x
+
+
+def releases(hp: Hyper, steps: int) -> int:
+    """Noisy messages per client in ``steps`` steps: one per step, plus the initial round unless ``zero``."""
+    return steps + (hp.init != "zero")

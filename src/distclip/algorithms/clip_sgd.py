@@ -5,7 +5,8 @@
                                          (= x − min(η, γ/‖ḡ‖)·ḡ with τ = γ/η)
 g_i^k = ∇f_i(x^k) with full gradients, a minibatch gradient otherwise. ``official = true`` also
 averages the (identical) replicas before each gradient, as CELGC's ``train.py --baseline`` does,
-so its communication and wall clock match the paper's baseline.
+so its communication and wall clock match the paper's baseline. With ``noise_multiplier`` > 0 and client-side
+clipping each clipped gradient leaves with Gaussian noise (DP-SGD with local noise, :mod:`distclip.privacy.channel`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from ..clipping import clip
-from .base import Context, StepInfo
+from .base import Context, Hyper, StepInfo
 
 
 @dataclass(frozen=True)
@@ -43,3 +44,8 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
 def model(state: State, ctx: Context) -> Tensor:
     return state.x
 
+
+
+def releases(hp: Hyper, steps: int) -> int:
+    """Noisy messages per client in ``steps`` steps (client-side clipping: one clipped gradient per step)."""
+    return steps

@@ -1,0 +1,51 @@
+"""Clip21-SGD2M: Clip21 with client momentum and a damped error-feedback step (spec: algorithms.md §8).
+
+init:    v_i = g_i = 0, server g = 0
+step t:  x^{t+1} = x^t − γ·g                                           (server; broadcast)
+         v_i ← (1 − β1)·v_i + β1·∇F_i(x^{t+1}; ξ_i^{t+1});  δ_i = clip_τ(v_i − g_i)   (client i sends δ_i)
+         g_i ← g_i + β2·δ_i;  g ← g + β2·(1/N) Σ_i c_i,  c_i = δ_i + ω_i
+With ``noise_multiplier`` z > 0 the local-DP channel (:mod:`distclip.privacy.channel`) adds ω_i ~ N(0, (z·τ_i)² I)
+to each message after clipping, so only the server's g is noisy and the client states g_i stay noiseless.
+β1 = β2 = 1 is Clip21 with ``zero`` init; τ = ∞ as well is GD/SGD delayed by one step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from ..clipping import clip
+from .base import Context, Hyper, StepInfo, per_client
+
+
+@dataclass(frozen=True)
+class State:
+    x: Tensor  # server model [d]
+    agg: Tensor  # server estimate g [d]
+    v: Tensor = per_client()  # client momenta [n_block, d]
+    mem: Tensor = per_client()  # client estimates g_i [n_block, d]
+
+
+def init(ctx: Context) -> tuple[State, StepInfo]:
+    x = ctx.x0.clone()
+    zeros = x.new_zeros(len(ctx.transport.clients), x.numel())
+    return State(x, x.new_zeros(x.numel()), zeros, zeros.clone()), StepInfo()
+
+
+def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
+    hp = ctx.hp
+    x = state.x - hp.lr * state.agg
+    v = (1 - hp.beta1) * state.v + hp.beta1 * ctx.oracle.grads(x, t + 1)
+    c = clip(v - state.mem, hp.tau, hp.clip)
+    agg = state.agg + hp.beta2 * ctx.transport.mean(c.out)
+    return State(x, agg, v, state.mem + hp.beta2 * c.out), StepInfo(c.clipped)
+
+
+def model(state: State, ctx: Context) -> Tensor:
+    return state.x
+
+
+def releases(hp: Hyper, steps: int) -> int:
+    """Noisy messages per client in ``steps`` steps (one per step)."""
+    return steps
