@@ -89,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<timestamp>)")
     bench.add_argument("--repeats", type=int, metavar="R", help="timed samples per contender (default 5, quick 2)")
     bench.add_argument("--threads", type=int, metavar="T", help="torch intra-op threads (default: torch's choice)")
+    bench.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="in-process timings: wall (elapsed, default) or cpu (process CPU time: steadier on a "
+                       "loaded machine; use with --threads 1). The torchrun benchmarks always use wall time")
     bench.add_argument("--latency-ms", type=float, default=10.0,
                        help="communication: simulated link latency per round in ms (default 10)")
     bench.add_argument("--bandwidth-gbit", type=float, default=1.0,
@@ -222,7 +225,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     options = {"communication": {"latency_ms": args.latency_ms, "bandwidth_gbit": args.bandwidth_gbit,
                                  "world": args.world},
                "scaling": {"max_clients": args.max_clients}}
-    bench(args.names, out, quick=args.quick, repeats=args.repeats, threads=args.threads, options=options)
+    bench(args.names, out, quick=args.quick, repeats=args.repeats, threads=args.threads, clock=args.clock,
+          options=options)
     print(f"wrote {out}")
     return 0
 

@@ -16,15 +16,16 @@ from typing import Any
 
 import torch
 
+from ..engine.memory import keep_freed_memory
 from ..errors import DistclipError
 from . import clip21_logreg, communication, distributed, scaling, simulator
-from .common import Result, describe, machine, write
+from .common import Result, describe, machine, use_clock, write
 
 BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (simulator, scaling, clip21_logreg, communication, distributed)}
 
 
 def bench(names: list[str], out: Path, *, quick: bool = False, repeats: int | None = None,
-          threads: int | None = None, options: dict[str, dict[str, Any]] | None = None,
+          threads: int | None = None, clock: str = "wall", options: dict[str, dict[str, Any]] | None = None,
           echo: Callable[[str], None] = print) -> list[Result]:
     """Run the benchmarks ``names`` (all if empty) into ``out``; ``options[name]`` are extra keyword arguments."""
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -34,6 +35,8 @@ def bench(names: list[str], out: Path, *, quick: bool = False, repeats: int | No
         torch.set_num_threads(threads)
         os.environ["OMP_NUM_THREADS"] = str(threads)  # the scaling child process
     repeats = repeats or (2 if quick else 5)
+    use_clock(clock)
+    keep_freed_memory()  # as training does (engine.loop.train); every contender runs under it
     mach = machine()
     echo(f"machine: {describe(mach)}")
     results = []
@@ -42,6 +45,7 @@ def bench(names: list[str], out: Path, *, quick: bool = False, repeats: int | No
         result = BENCHMARKS[name].run(quick, out, repeats, **(options or {}).get(name, {}))
         result.params["seconds"] = round(time.perf_counter() - t0, 1)
         result.params["quick"] = quick
+        result.params.setdefault("clock", clock)
         path = write(result, out, mach)
         echo(result.text() + f"raw numbers: {path} ({result.params['seconds']:.0f} s)\n")
         results.append(result)

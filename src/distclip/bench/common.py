@@ -24,6 +24,18 @@ import torch
 from .. import __version__
 
 MIN_SAMPLE_S = 0.2  # each timed sample runs a contender this long (several calls if they are short)
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = ["wall"]
+
+
+def use_clock(name: str) -> None:
+    """Time with ``wall`` (elapsed) or ``cpu`` (this process's CPU time: less sensitive to other load,
+    but it adds up all threads, so use it with one thread)."""
+    _clock[0] = name
+
+
+def clock_name() -> str:
+    return _clock[0]
 
 
 def machine() -> dict[str, Any]:
@@ -49,24 +61,25 @@ def describe(m: dict[str, Any]) -> str:
 
 
 def measure(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each function: warm-up, then ``repeats`` interleaved samples of each.
+    """Seconds per call of each function: warm-up, then ``repeats`` interleaved samples of each (see :func:`use_clock`).
 
     A sample runs the function enough times to last about ``MIN_SAMPLE_S`` (calibrated in the warm-up).
     """
+    now = CLOCKS[_clock[0]]
     calls: dict[str, int] = {}
     for name, fn in fns.items():
-        t0 = time.perf_counter()
+        t0 = now()
         for _ in range(max(1, warmup)):
             fn()
-        one = (time.perf_counter() - t0) / max(1, warmup)
+        one = (now() - t0) / max(1, warmup)
         calls[name] = max(1, math.ceil(MIN_SAMPLE_S / max(one, 1e-9)))
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(calls[name]):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / calls[name])
+            samples[name].append((now() - t0) / calls[name])
     return samples
 
 
@@ -194,7 +207,9 @@ def worker_main(worker: Callable[[dict[str, Any]], dict[str, Any] | None]) -> No
     import sys
 
     from ..engine.distributed import shutdown
+    from ..engine.memory import keep_freed_memory
 
+    keep_freed_memory()
     params = json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))
     try:
         result = worker(params)

@@ -82,7 +82,8 @@ def run(quick: bool, out: Path, repeats: int, latency_ms: float = 10.0, bandwidt
     link = f"{latency_ms:g} ms + bytes / {bandwidth_gbit:g} Gbit/s per round" if bandwidth_gbit else "none"
     res = Result(NAME, f"{TITLE}, target loss {target}", cols, rows, raw=raw,
                  params={"suite": "celgc-ptb", "target_loss": target, "max_steps": steps, "log_every": log_every,
-                         "world": world, "link": link, "config": to_toml(configs(steps, log_every)[0][1])})
+                         "world": world, "clock": "wall", "link": link,
+                         "config": to_toml(configs(steps, log_every)[0][1])})
     res.notes.append(f"simulated link: {link}; rounds and bytes are per client, read at the first logged step "
                      f"(every {log_every}) with training loss <= {target}")
     missed = [r["method"] for r in rows if r["steps"] != r["steps"]]

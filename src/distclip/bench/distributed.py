@@ -114,7 +114,7 @@ def run(quick: bool, out: Path, repeats: int) -> Result:
                      "celgc / naive (steps/s)": t["naive-parallel-clip"] / t["celgc I=16"]})
     res = Result(NAME, TITLE, list(rows[0]), rows, raw=raw,
                  params={"problem": "a9a logreg, dense features", "batch_per_rank": BATCH, "dtype": "float64",
-                         "steps": steps, "repeats": repeats, "backend": "gloo", "threads_per_rank": 1})
+                         "steps": steps, "repeats": repeats, "backend": "gloo", "threads_per_rank": 1, "clock": "wall"})
     for r in rows:
         res.targets += [Target(f"W={r['W']}: distclip / DDP time per step", r["distclip / DDP"], 1.1),
                         Target(f"W={r['W']}: CELGC I=16 / naive steps per second", r["celgc / naive (steps/s)"],
