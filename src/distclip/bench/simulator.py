@@ -154,7 +154,8 @@ def workload(kind: str, n: int, batch: int) -> Workload:
 def cases(quick: bool) -> list[tuple[str, int, int]]:
     if quick:
         return [("mlp", 4, 32), ("mlp", 16, 32), ("mlp", 16, 128), ("lstm", 4, 8)]
-    return [("mlp", n, 32) for n in (4, 16, 64)] + [("mlp", 16, 128)] + [("lstm", n, 32) for n in (4, 16, 64)]
+    # LSTM N = 64 is left out: its N·B·T = 41k tokens of 10k-word logits need about 5 GB per contender
+    return [("mlp", n, 32) for n in (4, 16, 64)] + [("mlp", 16, 128)] + [("lstm", n, 32) for n in (4, 16)]
 
 
 def run(quick: bool, out: Path, repeats: int) -> Result:
