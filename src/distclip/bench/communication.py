@@ -76,7 +76,7 @@ def worker(params: dict[str, Any]) -> dict[str, Any]:
 
 def run(quick: bool, out: Path, repeats: int, latency_ms: float = 10.0, bandwidth_gbit: float = 1.0,
         world: int | None = None) -> Result:
-    steps, log_every, target = (40, 10, 8.5) if quick else (200, 10, 7.2)
+    steps, log_every, target = (40, 10, 8.5) if quick else (300, 10, 6.6)
     world = world or (2 if quick else 4)
     rows, raw = [], {}
     for label, cfg in configs(steps, log_every):
