@@ -76,6 +76,29 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--list", action="store_true", help="list the suites and exit")
 
     sub.add_parser("list", parents=[common], help="list algorithms, problems, bundled datasets and options")
+
+    bench = sub.add_parser(
+        "bench", parents=[common], help="speed benchmarks: simulator vs loops, scaling, communication",
+        description="Run speed benchmarks and print their tables: each compares contenders side by side in this "
+        "process (median of --repeats samples after a warm-up) and writes DIR/<name>.json with the machine and the "
+        "raw numbers, plus PNG figures. Benchmarks: simulator-vs-loop, scaling, clip21-logreg, communication, "
+        "distributed-overhead (docs/performance.md explains each).",
+    )
+    bench.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all; see --list)")
+    bench.add_argument("--quick", action="store_true", help="small sizes and 2 repeats (a smoke run of minutes)")
+    bench.add_argument("--out", type=Path, help="output directory (default: runs/bench-<timestamp>)")
+    bench.add_argument("--repeats", type=int, metavar="R", help="timed samples per contender (default 5, quick 2)")
+    bench.add_argument("--threads", type=int, metavar="T", help="torch intra-op threads (default: torch's choice)")
+    bench.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                       help="in-process timings: wall (elapsed, default) or cpu (process CPU time: steadier on a "
+                       "loaded machine; use with --threads 1). The torchrun benchmarks always use wall time")
+    bench.add_argument("--latency-ms", type=float, default=10.0,
+                       help="communication: simulated link latency per round in ms (default 10)")
+    bench.add_argument("--bandwidth-gbit", type=float, default=1.0,
+                       help="communication: simulated link bandwidth in Gbit/s; 0 = no simulated link (default 1)")
+    bench.add_argument("--world", type=int, metavar="W", help="communication: gloo ranks (default 4, quick 2)")
+    bench.add_argument("--max-clients", type=int, metavar="N", help="scaling: largest N (default 256, quick 16)")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return p
 
 
@@ -189,6 +212,26 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BENCHMARKS, bench
+    from .runner import timestamped
+
+    if args.list:
+        for name, module in BENCHMARKS.items():
+            print(f"  {name:<22} {module.TITLE}")
+        return 0
+    if args.repeats is not None and args.repeats < 1 or args.threads is not None and args.threads < 1:
+        raise DistclipError("--repeats and --threads must be >= 1")
+    out = args.out or timestamped("runs", "bench" + ("-quick" if args.quick else ""))
+    options = {"communication": {"latency_ms": args.latency_ms, "bandwidth_gbit": args.bandwidth_gbit,
+                                 "world": args.world},
+               "scaling": {"max_clients": args.max_clients}}
+    bench(args.names, out, quick=args.quick, repeats=args.repeats, threads=args.threads, clock=args.clock,
+          options=options)
+    print(f"wrote {out}")
+    return 0
+
+
 def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -196,7 +239,7 @@ def _rank() -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = {"run": _cmd_run, "plot": _cmd_plot, "reproduce": _cmd_reproduce, "partition": _cmd_partition,
-               "list": _cmd_list}[args.command]
+               "list": _cmd_list, "bench": _cmd_bench}[args.command]
     try:
         return command(args)
     except DistclipError as e:

@@ -23,6 +23,7 @@ from ..algorithms.base import Context, StepInfo
 from ..errors import DistclipError
 from ..problems.base import Problem
 from ..schedule import StepSize
+from .memory import keep_freed_memory
 
 
 class NonFinite(DistclipError):
@@ -75,6 +76,7 @@ def train(
     called every ``checkpoint_every`` steps. Only a process with ``evaluate`` computes f and ∇f.
     ``step_size`` scales η and γ at each step (joint decay, cosine).
     """
+    keep_freed_memory()
     tr = ctx.transport
     bad_field: str | None = None
 

@@ -18,8 +18,12 @@ from torch import Tensor
 
 
 def dense(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """[n, B, in] x weights [n, out, in] + bias [n, out] -> [n, B, out]."""
-    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+    """[n, B, in] x weights [n, out, in] + bias [n, out] -> [n, B, out] (a transposed view).
+
+    Computed as w·hᵀ so that the weight gradient comes out in w's own layout (no transposing copy of
+    an ``[n, out, in]`` tensor in the backward pass; see docs/performance.md).
+    """
+    return torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
 
 
 def conv(x: Tensor, w: Tensor, b: Tensor) -> Tensor:

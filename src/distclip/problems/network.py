@@ -100,7 +100,7 @@ class Network:
         return self._x0.clone()
 
     def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
-        stack = (x.expand(len(clients), -1) if x.dim() == 1 else x).detach().clone().requires_grad_(True)
+        stack = (x.expand(len(clients), -1) if x.dim() == 1 else x).detach().requires_grad_(True)
         with torch.enable_grad():
             logits = self.model.forward(self._params(stack), self._inputs(self._take(self.X, clients, batch),
                                                                           clients, draw))
