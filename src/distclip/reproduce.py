@@ -130,7 +130,7 @@ def _celgc_claims(r: dict[str, RunResult]) -> list[Claim]:
               f"I = {top}: {t_loss:.4f}, baseline: {b_loss:.4f}"),
         Claim(f"larger I reaches the same loss with far fewer communication rounds: I = {top} needs at least 4x "
               f"fewer rounds than the baseline to reach 1.1 x its final loss ({target:.4f})",
-              reach[top] is not None and base_rounds is not None and 4 * reach[top] <= base_rounds,
+              reach[top] is not None and bool(base_rounds) and 4 * reach[top] <= base_rounds,
               f"rounds: baseline {base_rounds}, " + ", ".join(f"I = {i}: {n}" for i, n in reach.items())),
         Claim("larger I does not hurt generalisation: every I within "
               + ("10% of the baseline's validation perplexity" if lm else "2 points of the baseline's test accuracy"),
