@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import torch
+from rules_harness import A3 as A
+from rules_harness import C3 as C
+from rules_harness import F64, X0, logreg_doc, quad_doc
 
 from distclip import config, runner
 from distclip.algorithms import ALGORITHMS
@@ -17,21 +20,13 @@ from distclip.clipping import clip
 from distclip.engine.transport import InProcess
 from distclip.privacy.noise import LOCAL, standard_normal
 
-F64 = torch.float64
-A = [[1.0, 2.0], [-2.0, 0.5], [3.0, -1.0]]
-C = [1.0, 2.0, 0.5]
-X0 = [0.5, -0.5]
-
 
 def quad(name: str, **alg: Any) -> dict[str, Any]:
-    return {"problem": {"kind": "quadratic", "centres": A, "curvatures": C, "x0": X0},
-            "algorithm": {"name": name, **alg}}
+    return quad_doc(name, **alg)
 
 
 def logreg(name: str, batch: int = 0, **alg: Any) -> dict[str, Any]:
-    return {"seed": 3, "problem": {"kind": "logreg", "dataset": "breast-cancer_scale", "lambda": 0.1},
-            "partition": {"clients": 4, "scheme": "sorted"}, "algorithm": {"name": name, **alg},
-            "run": {"batch_size": batch}}
+    return logreg_doc(name, batch, **alg)
 
 
 def drive(doc: dict[str, Any], steps: int, shift: int = 0) -> tuple[list[Any], Any]:

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 import torch
+from rules_harness import A3 as A
+from rules_harness import C3 as C
+from rules_harness import F64, X0, logreg_doc, quad_doc
 
 from distclip import config, runner
 from distclip.algorithms import ALGORITHMS
@@ -16,21 +19,13 @@ from distclip.engine.transport import InProcess
 from distclip.privacy import accountant, quantile
 from distclip.privacy.noise import CENTRAL, COUNT, SAMPLING, SERVER, standard_normal, uniform
 
-F64 = torch.float64
-A = [[1.0, 2.0], [-2.0, 0.5], [3.0, -1.0]]
-C = [1.0, 2.0, 0.5]
-X0 = [0.5, -0.5]
-
 
 def quad(name: str, **alg: Any) -> dict[str, Any]:
-    return {"problem": {"kind": "quadratic", "centres": A, "curvatures": C, "x0": X0},
-            "algorithm": {"name": name, **alg}}
+    return quad_doc(name, **alg)
 
 
 def logreg(name: str, **alg: Any) -> dict[str, Any]:
-    return {"seed": 3, "problem": {"kind": "logreg", "dataset": "breast-cancer_scale", "lambda": 0.1},
-            "partition": {"clients": 4, "scheme": "sorted"}, "algorithm": {"name": name, **alg},
-            "run": {"batch_size": 8}}
+    return logreg_doc(name, batch=8, **alg)
 
 
 def drive(doc: dict[str, Any], steps: int) -> tuple[list[Any], Any, InProcess]:

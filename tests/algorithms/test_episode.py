@@ -9,48 +9,21 @@ from typing import Any
 
 import pytest
 import torch
+from rules_harness import A3, C3, F64, X0, Driver, logreg_doc, quad_doc
 
 from distclip import config, runner
-from distclip.algorithms import ALGORITHMS
 from distclip.algorithms.episode import RESAMPLE_STREAM
 from distclip.engine.transport import InProcess
 from distclip.errors import DistclipError
 from distclip.problems.quartic import ROWS
 
-F64 = torch.float64
-A3 = [[1.0, 2.0], [-2.0, 0.5], [3.0, -1.0]]
-C3 = [1.0, 2.0, 0.5]
-X0 = [0.5, -0.5]
-
 
 def quad(a: list[list[float]] = A3, c: list[float] = C3, x0: Any = X0, steps: int = 6, **alg: Any) -> dict[str, Any]:
-    return {"problem": {"kind": "quadratic", "centres": a, "curvatures": c, "x0": x0},
-            "algorithm": {"name": "episode", **alg}, "run": {"steps": steps}}
+    return quad_doc("episode", a, c, x0, steps, **alg)
 
 
 def logreg(name: str, steps: int = 20, batch: int = 0, clients: int = 5, **alg: Any) -> dict[str, Any]:
-    return {"seed": 4, "problem": {"kind": "logreg", "dataset": "breast-cancer_scale", "lambda": 0.1},
-            "partition": {"clients": clients, "scheme": "sorted"}, "algorithm": {"name": name, **alg},
-            "run": {"steps": steps, "batch_size": batch}}
-
-
-class Driver:
-    """init/step the rule module directly."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.cfg = config.from_dict(doc)
-        self.problem = runner.build_problem(self.cfg)
-        self.transport = InProcess(self.problem.n_clients)
-        self.ctx, _ = runner.build_context(self.cfg, self.problem, self.transport)
-        self.rules = ALGORITHMS[self.cfg.algorithm.name].rules
-        self.state, self.info = self.rules.init(self.ctx)
-        self.t = 0
-
-    def step(self, times: int = 1) -> Any:
-        for _ in range(times):
-            self.state, self.info = self.rules.step(self.state, self.ctx, self.t)
-            self.t += 1
-        return self.state
+    return logreg_doc(name, batch, clients, steps, seed=4, **alg)
 
 
 def reference(a: list[list[float]], c: list[float], x0: list[float], eta: float, gamma: float, interval: int,

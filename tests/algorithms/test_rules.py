@@ -9,17 +9,10 @@ from typing import Any
 
 import pytest
 import torch
+from rules_harness import A3, C3, F64, X0, Driver, quad_doc
 
-from distclip import config, runner
-from distclip.algorithms import ALGORITHMS
-from distclip.engine.transport import InProcess
+from distclip import runner
 
-F64 = torch.float64
-
-# three clients in d = 2
-A3 = [[1.0, 2.0], [-2.0, 0.5], [3.0, -1.0]]
-C3 = [1.0, 2.0, 0.5]
-X0 = [0.5, -0.5]
 # three clients in d = 3, built so that Top-1 meets ties: ∇f_1(x^0) = (2, −2, 1), ∇f_2(x^0) = (−1, −2, −2)
 A3D = [[-1.5, 1.5, 0.0], [1.0, 0.5, 2.0], [2.5, 2.5, -1.0]]
 X0D = [0.5, -0.5, 1.0]
@@ -60,41 +53,6 @@ def top_k(v: list[float], k: int) -> list[float]:
 
 def close(actual: torch.Tensor, expected: Any, rtol: float = 1e-12, atol: float = 1e-14) -> None:
     torch.testing.assert_close(actual, torch.tensor(expected, dtype=F64), rtol=rtol, atol=atol)
-
-
-# -- driving the library's rules -----------------------------------------------------------------------------
-def quad_doc(name: str, a: list[list[float]] = A3, c: list[float] | None = C3, x0: Any = X0,
-             steps: int = 5, **alg: Any) -> dict[str, Any]:
-    problem: dict[str, Any] = {"kind": "quadratic", "centres": a, "x0": x0}
-    if c is not None:
-        problem["curvatures"] = c
-    return {"problem": problem, "algorithm": {"name": name, **alg}, "run": {"steps": steps}}
-
-
-class Driver:
-    """init/step a rule module directly, keeping the state of every step."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self.cfg = config.from_dict(doc)
-        self.problem = runner.build_problem(self.cfg)
-        self.transport = InProcess(self.problem.n_clients)
-        self.ctx, self.facts = runner.build_context(self.cfg, self.problem, self.transport)
-        self.rules = ALGORITHMS[self.cfg.algorithm.name].rules
-        self.state, self.info = self.rules.init(self.ctx)
-        self.t = 0
-
-    def step(self, times: int = 1) -> Any:
-        for _ in range(times):
-            self.state, self.info = self.rules.step(self.state, self.ctx, self.t)
-            self.t += 1
-        return self.state
-
-    def model(self) -> torch.Tensor:
-        return self.rules.model(self.state, self.ctx)
-
-    @property
-    def counter(self) -> dict[str, int]:
-        return self.transport.counter.as_dict()
 
 
 # -- GD --------------------------------------------------------------------------------------------------------
