@@ -12,7 +12,7 @@ from distclip import rng
 from distclip.config import from_dict, to_toml
 from distclip.data.corpus import load_corpus
 from distclip.errors import DistclipError
-from distclip.problems.awd_lstm import AWDLanguageModel, Regularisation, draw_masks
+from distclip.problems.awd_lstm import EVAL_STREAMS, AWDLanguageModel, Regularisation, draw_masks
 from distclip.problems.language import LanguageModel
 from distclip.runner import build_problem, run
 
@@ -137,6 +137,21 @@ def test_carry_over_continues_each_clients_stream():
         problem.client_grads(X, clients, ignored, draw=before)
         torch.testing.assert_close(problem.client_grads(X, clients, ignored, draw=d),
                                    cold.client_grads(X, clients, ignored, draw=d), rtol=0, atol=0)
+
+
+def test_carried_validation_is_one_pass_over_each_stream():
+    problem = awd(carry=True, path=str(TINY), **REG)
+    x = problem.x0() + 0.05 * torch.randn(problem.dim, dtype=F64, generator=torch.Generator().manual_seed(1))
+    valid = torch.as_tensor(problem.corpus.valid)
+    length = len(valid) // EVAL_STREAMS
+    streams = valid[: EVAL_STREAMS * length].view(1, EVAL_STREAMS, length)
+    whole = problem.model.run(problem._params(x.unsqueeze(0)), streams[:, :, :-1])  # no windows, no dropout
+    expected = F.cross_entropy(whole.logits[0], streams[0, :, 1:].reshape(-1)).item()
+    got = problem.extra_metrics(x)
+    assert length - 1 > 3 * problem.bptt  # several carried windows
+    assert got["valid_loss"] == pytest.approx(expected, rel=1e-12)
+    zero_state = awd(carry=False, path=str(TINY), **REG).extra_metrics(x)["valid_loss"]
+    assert abs(zero_state - expected) > 1e-6  # the windowed zero-state evaluation is a different number
 
 
 def test_awd_lstm_training_lowers_the_loss():

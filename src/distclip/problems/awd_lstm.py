@@ -29,7 +29,9 @@ client's data stream, not of the optimiser, so the problem keeps it (per client 
 this process computes) and the algorithms stay unaware of it: the simulator and the distributed
 engine compute the same numbers. Checkpoints gather it from every rank next to the algorithm state
 (``client_state`` / ``load_client_state``), so a resumed run, at any world size, is bit-identical to
-an uninterrupted one. Re-deriving the state instead (running the previous window again) would cost
+an uninterrupted one. Validation then also carries the state, as AWD-LSTM's ``evaluate``: 10 streams
+of the validation tokens read window after window (:meth:`AWDLanguageModel.extra_metrics`), so
+perplexities compare with the paper's. Re-deriving the state instead (running the previous window again) would cost
 a forward pass per step and not be the standard recurrence; keeping it in every algorithm's state
 would make the algorithms know the problem.
 Not done: AWD-LSTM's random BPTT length (N(70, 5), halved with probability 0.05) and its step size
@@ -53,6 +55,8 @@ from .language import LanguageModel
 
 #: per-layer widths of the paper's model (the last one is the embedding size)
 AWD_SIZES = (1150, 1150, 400)
+#: streams the validation tokens are cut into for carried evaluation (AWD-LSTM's eval_batch_size)
+EVAL_STREAMS = 10
 
 State = list[tuple[Tensor, Tensor]]  # (h, c) per layer, each [n, B, H_l]
 
@@ -253,6 +257,26 @@ class AWDLanguageModel(LanguageModel):
         if self.carry:
             self._remember(clients, draw, start, run.state)
         return grad
+
+    def extra_metrics(self, x: Tensor) -> dict[str, float]:
+        """Validation loss and perplexity. With ``carry`` as in AWD-LSTM's ``evaluate``: the validation
+        tokens are cut into EVAL_STREAMS contiguous streams read window after window, each window
+        continuing from the previous one's hidden state (the per-token loss of one pass over each whole
+        stream); without it, the zero-state windows of :class:`LanguageModel`."""
+        if not self.carry:
+            return super().extra_metrics(x)
+        valid = torch.as_tensor(self.corpus.valid, device=self.device)
+        length = len(valid) // EVAL_STREAMS
+        streams = valid[: EVAL_STREAMS * length].view(1, EVAL_STREAMS, length)
+        params, state, total = self._params(x.unsqueeze(0)), None, 0.0
+        with torch.no_grad():
+            for s in range(0, length - 1, self.bptt):
+                chunk = streams[:, :, s : min(s + self.bptt, length - 1) + 1]
+                run = self.model.run(params, chunk[:, :, :-1], state)
+                state = run.state
+                total += float(F.cross_entropy(run.logits[0], chunk[0, :, 1:].reshape(-1), reduction="sum"))
+        loss = total / (EVAL_STREAMS * (length - 1))
+        return {"valid_loss": loss, "valid_ppl": math.exp(min(loss, 50.0))}
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "sizes": self.model.sizes, **asdict(self.reg), "carry": self.carry}
