@@ -194,16 +194,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .algorithms import ALGORITHMS
     from .clipping import KINDS as CLIPS
     from .compressors import KINDS as COMPRESSORS
+    from .config import PROBLEM_KINDS
     from .data.libsvm import BUNDLED
     from .data.partition import SCHEMES
 
     print("algorithms:")
     for name, spec in ALGORITHMS.items():
         print(f"  {name:<20} {spec.summary}")
-    print("problems:")
-    print("  logreg               logistic regression + λ Σ x²/(1+x²) on LIBSVM data (dataset or path)")
-    print("  quadratic            f_i(x) = ½ c_i ‖x − a_i‖² (centres, curvatures)")
-    print("  quartic              f_i(x) = x⁴ − 3x³ − H·h_i·x² + x + Unif(−σ, σ) gradient noise (EPISODE's synthetic)")
+    print("problems (problem.kind):")
+    for name, what in PROBLEM_KINDS.items():
+        print(f"  {name:<20} {what}")
     print("bundled datasets (problem.dataset):")
     for name, info in BUNDLED.items():
         print(f"  {name:<20} {info.n_rows} rows x {info.n_features} features  {info.description}")

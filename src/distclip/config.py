@@ -78,6 +78,18 @@ class ProblemConfig:
 
 #: problem kinds that train a network on images (problem.dataset: digits | mnist | cifar10)
 IMAGE_KINDS = ("mlp", "cnn", *DEEP_MODELS)
+#: every problem kind and what it is (``distclip list``)
+PROBLEM_KINDS: dict[str, str] = {
+    "logreg": "logistic regression + λ Σ x²/(1+x²) on LIBSVM data (dataset or path)",
+    "quadratic": "f_i(x) = ½ c_i ‖x − a_i‖² (centres, curvatures)",
+    "quartic": "f_i(x) = x⁴ − 3x³ − H·h_i·x² + x + Unif(−σ, σ) gradient noise (EPISODE's synthetic)",
+    "mlp": "MLP classifier (hidden) on digits, mnist or cifar10",
+    "cnn": "2-conv CNN classifier (channels) on digits, mnist or cifar10",
+    **{k: f"ResNet-{k[6:]} (option-A shortcuts, per-client GroupNorm) on cifar10 (or digits/mnist)"
+       for k in DEEP_MODELS if k.startswith("resnet")},
+    "vgg11": "VGG-11 (per-client GroupNorm) on cifar10 (or digits/mnist)",
+    "lstm": "word-level LSTM language model on ptb (bundled) or wikitext2 (path); model small or awd",
+}
 
 
 #: problem keys that only some kinds use (the others apply to every kind)
@@ -389,7 +401,7 @@ def lr_factor(lr: float | str) -> tuple[float, bool]:
 def validate(cfg: Config) -> None:
     """Range and consistency checks that do not need the data (those live in the builders)."""
     p, part, a, r = cfg.problem, cfg.partition, cfg.algorithm, cfg.run
-    _choice("problem.kind", p.kind, ("logreg", "quadratic", "lstm", "quartic", *IMAGE_KINDS))
+    _choice("problem.kind", p.kind, tuple(PROBLEM_KINDS))
     for f in dataclasses.fields(ProblemConfig):
         if f"problem.{_key(f)}" in cfg.given and p.kind not in _PROBLEM_KEYS.get(f.name, {p.kind}):
             raise DistclipError(
