@@ -61,7 +61,7 @@ def plot_training(runs: list[Run], out: Path, title: str = "") -> Path:
     lm = any("valid_ppl" in r for _, rows in runs for r in rows)
     panels = [
         (axes[0, 0], x, "loss", xlabel, "training loss", True),
-        (axes[0, 1], "comm_rounds", "loss", "communication rounds", "training loss", True),
+        (axes[0, 1], "comm_rounds", "loss", "communication rounds (collectives)", "training loss", True),
         (axes[0, 2], "wall_s", "loss", "wall clock in algorithm steps (s)", "training loss", True),
         (axes[1, 0], x, "valid_ppl" if lm else "test_acc", xlabel,
          "validation perplexity" if lm else "test accuracy", False),
