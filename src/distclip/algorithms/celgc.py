@@ -20,6 +20,7 @@ from torch import Tensor
 from ..clipping import scale
 from ..schedule import Every
 from .base import Context, StepInfo, per_client
+from .descent import descend
 from .momentum import sgd_direction
 
 
@@ -57,7 +58,7 @@ def local_clipped_step(state: State, ctx: Context, t: int, gamma: Tensor) -> tup
         coef = gamma / (1e-10 + n)
         lr = torch.clamp(coef, max=hp.lr)
         clipped = coef < hp.lr
-    return State(G=G, X=X - lr.unsqueeze(1) * d, buf=buf), StepInfo(clipped)
+    return State(G=G, X=descend(X, lr.unsqueeze(1), d), buf=buf), StepInfo(clipped)
 
 
 def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
