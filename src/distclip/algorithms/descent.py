@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 
-def descend(x: Tensor, lr: float | Tensor, d: Tensor) -> Tensor:
-    """x − lr·d (a new tensor; x and d are not modified)."""
-    return torch.addcmul(x, torch.as_tensor(lr, dtype=d.dtype, device=d.device), d, value=-1)
+def descend(x: Tensor, lr: float | Tensor, d: Tensor, out: Tensor | None = None) -> Tensor:
+    """x − lr·d as a new tensor, or written into ``out`` (which may be d itself, when the caller owns d and
+    no longer needs it: a fresh gradient stack then becomes the new models without another [n, d] buffer)."""
+    return torch.addcmul(x, torch.as_tensor(lr, dtype=d.dtype, device=d.device), d, value=-1, out=out)
