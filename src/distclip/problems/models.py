@@ -79,7 +79,7 @@ class MLP:
     def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         h = x.flatten(2)
         for i in range(self.layers):
-            h = dense(h, p[f"w{i}"], p[f"b{i}"], grads and grads[f"w{i}"])
+            h = dense(h, p[f"w{i}"], p[f"b{i}"], None if grads is None else grads[f"w{i}"])
             if i < self.layers - 1:
                 h = torch.relu(h)
         return h
@@ -97,7 +97,7 @@ class CNN:
     def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         h = pool(torch.relu(conv(x, p["c1"], p["cb1"])))
         h = pool(torch.relu(conv(h, p["c2"], p["cb2"])))
-        return dense(h.flatten(2), p["w"], p["b"], grads and grads["w"])
+        return dense(h.flatten(2), p["w"], p["b"], None if grads is None else grads["w"])
 
 
 class Layout:

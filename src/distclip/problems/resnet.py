@@ -129,7 +129,7 @@ class ResNet:
                                       p[f"{key}.gn1.bias"], G))
                 out = norm(conv(out, p[f"{key}.conv2"]), p[f"{key}.gn2.weight"], p[f"{key}.gn2.bias"], G)
                 h = torch.relu(out + (h if stride == 1 else self._shortcut(h, n)))
-        return classify(h.mean(dim=(2, 3)), p["fc.w"], p["fc.b"], grads and grads["fc.w"])
+        return classify(h.mean(dim=(2, 3)), p["fc.w"], p["fc.b"], None if grads is None else grads["fc.w"])
 
     @staticmethod
     def _shortcut(h: Tensor, n: int) -> Tensor:
@@ -174,7 +174,7 @@ class VGG11:
             else:
                 h = conv(h, p[f"conv{i}.w"], p[f"conv{i}.b"])
                 h = torch.relu(norm(h, p[f"gn{i}.weight"], p[f"gn{i}.bias"], self.groups))
-        return classify(h, p["fc.w"], p["fc.b"], grads and grads["fc.w"])
+        return classify(h, p["fc.w"], p["fc.b"], None if grads is None else grads["fc.w"])
 
 
 def deep_model(kind: str, in_shape: tuple[int, int, int], classes: int, width: int | None = None,
