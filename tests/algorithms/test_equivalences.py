@@ -12,6 +12,7 @@ import torch
 
 from distclip import config, runner
 from distclip.algorithms import ALGORITHMS
+from distclip.algorithms.descent import descend
 from distclip.clipping import clip
 from distclip.engine.transport import InProcess
 from distclip.rng import sample_indices
@@ -128,10 +129,11 @@ def test_celgc_single_client_interval_one_is_sgdclip_bitwise(batch: int) -> None
             rows = torch.from_numpy(sample_indices(cfg.seed, np.array([0]), t, batch, problem.rows_per_client()))
         g = problem.client_grads(x.unsqueeze(0), client, rows)[0]
         # x ← x − min(η, γ/(1e-10 + ‖g‖))·g with the scalar arithmetic in Python floats (correctly rounded;
-        # note that torch evaluates `float / tensor` as float · reciprocal(tensor), which is not)
+        # note that torch evaluates `float / tensor` as float · reciprocal(tensor), which is not); the step itself
+        # goes through the one update every rule uses (descend: fused, rounded once)
         coef = gamma / (1e-10 + float(torch.linalg.vector_norm(g)))
         clipped_steps += coef < eta
-        x = x - min(eta, coef) * g
+        x = descend(x, min(eta, coef), g)
         state, _ = rules.step(state, ctx, t)
         assert torch.equal(rules.model(state, ctx), x), f"step {t}"
     assert 0 < clipped_steps  # the clipping branch is exercised

@@ -20,6 +20,7 @@ from torch import Tensor
 from ..clipping import scale
 from ..schedule import Every
 from .base import Context, StepInfo, per_client
+from .descent import descend
 from .momentum import sgd_direction
 
 
@@ -42,7 +43,7 @@ def local_clipped_step(state: State, ctx: Context, t: int, gamma: Tensor) -> tup
     communicate = Every(hp.local_steps).communicates(t)
     if communicate:
         X = tr.mean(X).expand_as(X)
-    g = ctx.oracle.grads(X, t)
+    g = fresh = ctx.oracle.grads(X, t)
     if communicate and hp.baseline:
         g = tr.mean(g).expand_as(g)
     elif communicate and hp.option != "local":
@@ -57,7 +58,9 @@ def local_clipped_step(state: State, ctx: Context, t: int, gamma: Tensor) -> tup
         coef = gamma / (1e-10 + n)
         lr = torch.clamp(coef, max=hp.lr)
         clipped = coef < hp.lr
-    return State(G=G, X=X - lr.unsqueeze(1) * d, buf=buf), StepInfo(clipped)
+    # when the step follows the oracle's gradient as is, that new stack (ours to overwrite) holds the new models
+    X = descend(X, lr.unsqueeze(1), d, out=d if d is fresh else None)
+    return State(G=G, X=X, buf=buf), StepInfo(clipped)
 
 
 def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:

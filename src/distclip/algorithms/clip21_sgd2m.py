@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..clipping import clip
 from .base import Context, Hyper, StepInfo, per_client
+from .descent import descend
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def init(ctx: Context) -> tuple[State, StepInfo]:
 
 def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     hp = ctx.hp
-    x = state.x - hp.lr * state.agg
+    x = descend(state.x, hp.lr, state.agg)
     v = (1 - hp.beta1) * state.v + hp.beta1 * ctx.oracle.grads(x, t + 1)
     c = clip(v - state.mem, hp.tau, hp.clip)
     agg = state.agg + hp.beta2 * ctx.transport.mean(c.out)

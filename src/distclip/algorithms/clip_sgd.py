@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..clipping import clip
 from .base import Context, Hyper, StepInfo
+from .descent import descend
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,9 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     g = ctx.oracle.grads(x, t)
     if hp.clip_at == "client":
         c = clip(g, hp.tau, hp.clip)
-        return State(x - hp.lr * tr.mean(c.out)), StepInfo(c.clipped)
+        return State(descend(x, hp.lr, tr.mean(c.out))), StepInfo(c.clipped)
     c = clip(tr.mean(g).unsqueeze(0), hp.tau[:1], hp.clip)
-    return State(x - hp.lr * c.out[0]), StepInfo(c.clipped.expand(len(tr.clients)))
+    return State(descend(x, hp.lr, c.out[0])), StepInfo(c.clipped.expand(len(tr.clients)))
 
 
 def model(state: State, ctx: Context) -> Tensor:

@@ -23,6 +23,7 @@ from ..clipping import clip
 from ..privacy import quantile
 from ..privacy.noise import CENTRAL, COUNT, SAMPLING, SERVER, standard_normal, uniform
 from .base import Context, Hyper, StepInfo, per_client
+from .descent import descend
 from .momentum import sgd_direction
 
 
@@ -51,7 +52,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     hp, tr = ctx.hp, ctx.transport
     direction, buf = sgd_direction(ctx.oracle.grads(state.X, t), state.X, state.buf, hp.momentum, hp.dampening,
                                    hp.nesterov, hp.weight_decay)
-    X = state.X - hp.lr * direction
+    X = descend(state.X, hp.lr, direction)
     if (t + 1) % hp.local_steps:
         return State(state.x, state.C, X, buf), StepInfo()
     r, m, C, d = t // hp.local_steps, tr.n_clients * hp.client_rate, state.C, state.x.numel()

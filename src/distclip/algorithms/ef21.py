@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .base import Context, StepInfo, per_client
+from .descent import descend
 
 #: C: client rows ``[n, d]`` -> (C(rows), per-client clip flags or None)
 Operator = Callable[[Tensor], tuple[Tensor, Tensor | None]]
@@ -50,7 +51,7 @@ def ef_step(
     down: bool = True,
 ) -> tuple[State, StepInfo]:
     """One step k = t of the recursion above (``lr`` is γ; 0 keeps x fixed)."""
-    x = state.x - lr * state.agg if lr != 0 else state.x
+    x = descend(state.x, lr, state.agg) if lr != 0 else state.x
     c, flags = op(signal(x, t + 1) - state.mem)
     agg = state.agg + ctx.transport.mean(c, down=down, sparse_k=sparse_k)
     return State(x, state.mem + c, agg), StepInfo(flags)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..schedule import Every
 from .base import Context, StepInfo, per_client
+from .descent import descend
 from .momentum import sgd_direction
 
 RESAMPLE_STREAM = 1
@@ -55,7 +56,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     d = d - Gi + G
     n_d = torch.linalg.vector_norm(d, dim=1).clamp_min(torch.finfo(d.dtype).tiny)  # d = 0 moves by 0 either way
     coef = torch.where(clip, gamma / n_d, torch.full_like(n_d, hp.lr))
-    new = State(G=G, clip=clip, X=X - coef.unsqueeze(1) * d, Gi=Gi, buf=buf)
+    new = State(G=G, clip=clip, X=descend(X, coef.unsqueeze(1), d), Gi=Gi, buf=buf)
     return new, StepInfo(clip.expand(len(tr.clients)))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .base import Context, StepInfo
+from .descent import descend
 from .momentum import sgd_direction
 
 
@@ -30,7 +31,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     gbar = ctx.transport.mean(g)
     hp = ctx.hp
     d, buf = sgd_direction(gbar, state.x, state.buf, hp.momentum, hp.dampening, hp.nesterov, hp.weight_decay)
-    return State(state.x - hp.lr * d, buf), StepInfo()
+    return State(descend(state.x, hp.lr, d), buf), StepInfo()
 
 
 def model(state: State, ctx: Context) -> Tensor:

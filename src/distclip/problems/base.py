@@ -30,6 +30,7 @@ class Problem(Protocol):
         """∇f_i (``batch`` None) or the minibatch gradient on rows ``batch[j]`` of client ``clients[j]``.
 
         ``draw`` numbers the evaluation (the step), for problems whose data move with it (rotating shards).
+        The result is a new tensor that the caller owns: rules may overwrite it (see ``descent.descend``).
         """
 
     def client_losses(self, x: Tensor, clients: Tensor) -> Tensor:

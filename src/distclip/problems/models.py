@@ -1,7 +1,9 @@
 """Networks written for stacked client weights: one call computes all clients' forward passes.
 
-Each model declares its per-client parameter shapes and a ``forward(params, x)`` where every
-parameter carries a leading client dimension ``[n, *shape]`` and ``x`` is ``[n, B, C, H, W]``.
+Each model declares its per-client parameter shapes and a ``forward(params, x, grads=None)`` where
+every parameter carries a leading client dimension ``[n, *shape]`` and ``x`` is ``[n, B, C, H, W]``;
+``grads`` (views of the caller's gradient stack, by parameter name) lets dense layers compute their
+weight gradients in place.
 Dense layers are batched matmuls (``baddbmm``); convolutions put the clients into channel groups
 (``conv2d(..., groups=n)``), so n clients cost one convolution. There is no BatchNorm: its running
 statistics would be per-client state outside the algorithms' view, so these models use none (the
@@ -11,19 +13,42 @@ documented policy; the ResNets and VGG-11 of :mod:`.resnet` use per-client Group
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 
-def dense(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+class _Dense(torch.autograd.Function):
+    """w·hᵀ + b with the backward pass of ``baddbmm``, the weight gradient optionally written into ``grad_w``."""
+
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, w: Tensor, b: Tensor, grad_w: Tensor | None) -> Tensor:
+        ctx.save_for_backward(h, w)
+        ctx.grad_w = grad_w
+        return torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        h, w = ctx.saved_tensors
+        g = grad.transpose(1, 2)  # [n, out, B]
+        need_h, need_w, need_b, _ = ctx.needs_input_grad
+        gh = torch.bmm(w.transpose(1, 2), g).transpose(1, 2) if need_h else None
+        gw = (torch.bmm(g, h) if ctx.grad_w is None else torch.bmm(g, h, out=ctx.grad_w)) if need_w else None
+        gb = g.sum(2) if need_b else None
+        return gh, gw, gb, None
+
+
+def dense(h: Tensor, w: Tensor, b: Tensor, grad_w: Tensor | None = None) -> Tensor:
     """[n, B, in] x weights [n, out, in] + bias [n, out] -> [n, B, out] (a transposed view).
 
     Computed as w·hᵀ so that the weight gradient comes out in w's own layout (no transposing copy of
-    an ``[n, out, in]`` tensor in the backward pass; see docs/performance.md).
+    an ``[n, out, in]`` tensor in the backward pass). With ``grad_w`` (a view of the caller's ``[n, d]``
+    gradient stack) the backward pass computes w's gradient straight into it and returns that view, so
+    the gradient of a dense network needs no concatenation of per-layer gradients (see docs/performance.md).
     """
-    return torch.baddbmm(b.unsqueeze(2), w, h.transpose(1, 2)).transpose(1, 2)
+    return _Dense.apply(h, w, b, grad_w)
 
 
 def conv(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -51,10 +76,10 @@ class MLP:
             self.shapes[f"b{i}"] = (b,)
         self.layers = len(sizes) - 1
 
-    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         h = x.flatten(2)
         for i in range(self.layers):
-            h = dense(h, p[f"w{i}"], p[f"b{i}"])
+            h = dense(h, p[f"w{i}"], p[f"b{i}"], None if grads is None else grads[f"w{i}"])
             if i < self.layers - 1:
                 h = torch.relu(h)
         return h
@@ -69,10 +94,10 @@ class CNN:
         self.shapes = {"c1": (c1, c, 3, 3), "cb1": (c1,), "c2": (c2, c1, 3, 3), "cb2": (c2,),
                        "w": (classes, c2 * (h // 4) * (w // 4)), "b": (classes,)}
 
-    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         h = pool(torch.relu(conv(x, p["c1"], p["cb1"])))
         h = pool(torch.relu(conv(h, p["c2"], p["cb2"])))
-        return dense(h.flatten(2), p["w"], p["b"])
+        return dense(h.flatten(2), p["w"], p["b"], None if grads is None else grads["w"])
 
 
 class Layout:

@@ -64,10 +64,10 @@ def norm(h: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
     return F.group_norm(h, weight.shape[0] * groups, weight.flatten(), bias.flatten())
 
 
-def classify(h: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def classify(h: Tensor, w: Tensor, b: Tensor, grad_w: Tensor | None = None) -> Tensor:
     """Features [B, n·F] (or [B, n·C, H', W'], flattened per client) -> logits [n, B, classes]."""
     n = w.shape[0]
-    return dense(h.reshape(h.shape[0], n, -1).transpose(0, 1), w, b)
+    return dense(h.reshape(h.shape[0], n, -1).transpose(0, 1), w, b, grad_w)
 
 
 def _gn(shapes: Shapes, name: str, channels: int, groups: int) -> None:
@@ -119,7 +119,7 @@ class ResNet:
     def init(self, g: torch.Generator) -> dict[str, Tensor]:
         return initial(self.shapes, g)
 
-    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         n, G = x.shape[0], self.groups
         h = torch.relu(norm(conv(grouped(x), p["conv"]), p["gn.weight"], p["gn.bias"], G))
         for s in range(3):
@@ -129,7 +129,7 @@ class ResNet:
                                       p[f"{key}.gn1.bias"], G))
                 out = norm(conv(out, p[f"{key}.conv2"]), p[f"{key}.gn2.weight"], p[f"{key}.gn2.bias"], G)
                 h = torch.relu(out + (h if stride == 1 else self._shortcut(h, n)))
-        return classify(h.mean(dim=(2, 3)), p["fc.w"], p["fc.b"])
+        return classify(h.mean(dim=(2, 3)), p["fc.w"], p["fc.b"], None if grads is None else grads["fc.w"])
 
     @staticmethod
     def _shortcut(h: Tensor, n: int) -> Tensor:
@@ -166,7 +166,7 @@ class VGG11:
     def init(self, g: torch.Generator) -> dict[str, Tensor]:
         return initial(self.shapes, g)
 
-    def forward(self, p: dict[str, Tensor], x: Tensor) -> Tensor:
+    def forward(self, p: dict[str, Tensor], x: Tensor, grads: dict[str, Tensor] | None = None) -> Tensor:
         h = grouped(x)
         for i in self.plan:
             if i is None:
@@ -174,7 +174,7 @@ class VGG11:
             else:
                 h = conv(h, p[f"conv{i}.w"], p[f"conv{i}.b"])
                 h = torch.relu(norm(h, p[f"gn{i}.weight"], p[f"gn{i}.bias"], self.groups))
-        return classify(h, p["fc.w"], p["fc.b"])
+        return classify(h, p["fc.w"], p["fc.b"], None if grads is None else grads["fc.w"])
 
 
 def deep_model(kind: str, in_shape: tuple[int, int, int], classes: int, width: int | None = None,
