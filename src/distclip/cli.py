@@ -168,8 +168,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .runner import timestamped
 
     if args.list or not args.name:
+        width = max(map(len, SUITES))
         for name, suite in SUITES.items():
-            print(f"  {name:<16} {suite.title}" + ("  [needs --set problem.path=DIR]" if suite.needs_path else ""))
+            needs = "  [needs --set problem.path=DIR]" if suite.needs_path else ""
+            print(f"  {name:<{width}}  {suite.title}{needs}")
         return 0
     out = args.out or timestamped("runs", args.name + ("-quick" if args.quick else ""))
     results, claims, report = reproduce(args.name, out, args.quick, args.overrides, progress=sys.stderr.isatty())
