@@ -180,34 +180,16 @@ def test_build_time_errors_are_one_line() -> None:
 
 
 # -- files and overrides ----------------------------------------------------------------------------------------
-TOY_TOML = """
-seed = 4
-
-[problem]
-kind = "quadratic"
-centres = [3.0, -3.0]
-x0 = 1.0
-
-[algorithm]
-name = "clip21"
-lr = 0.5
-tau = 1.0
-
-[run]
-steps = 10
-"""
-
-
-def write(tmp_path: Path, text: str = TOY_TOML, name: str = "c.toml") -> Path:
+def write(tmp_path: Path, text: str, name: str) -> Path:
     p = tmp_path / name
     p.write_text(text, encoding="utf-8")
     return p
 
 
-def test_load_and_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path)
+def test_load_and_overrides(toy_config: Path, tmp_path: Path) -> None:
+    path = toy_config
     cfg = load(path)
-    assert cfg.seed == 4 and cfg.algorithm.tau == 1.0 and cfg.run.steps == 10
+    assert cfg.seed == 0 and cfg.algorithm.tau == 1.0 and cfg.run.steps == 30
     cfg = load(path, ["algorithm.tau=0.1"])
     assert cfg.algorithm.tau == 0.1
     cfg = load(path, ["algorithm.tau = inf", "run.steps=3", "seed=9", "algorithm.init=zero"])
@@ -218,12 +200,12 @@ def test_load_and_overrides(tmp_path: Path) -> None:
     assert cfg.partition.clients == 2
     # the override wins over the file and gives the same run as writing it into the file
     a = runner.run(load(path, ["algorithm.tau=0.1"]))
-    b = runner.run(load(write(tmp_path, TOY_TOML.replace("tau = 1.0", "tau = 0.1"), "d.toml")))
+    b = runner.run(load(write(tmp_path, path.read_text().replace("tau = 1.0", "tau = 0.1"), "d.toml")))
     assert a.model.tolist() == b.model.tolist()
 
 
-def test_load_errors(tmp_path: Path) -> None:
-    path = write(tmp_path)
+def test_load_errors(toy_config: Path, tmp_path: Path) -> None:
+    path = toy_config
     assert "algorithm.tau = -1" in error_of(load, path, ["algorithm.tau=-1"])
     assert "section.key=value" in error_of(load, path, ["algorithm.tau"])
     assert "section.key=value" in error_of(load, path, ["=3"])

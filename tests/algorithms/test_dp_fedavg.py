@@ -54,16 +54,21 @@ def test_no_noise_no_clip_is_fedavg(extra: dict[str, Any]) -> None:
     assert float((ref[-1][0] - ref[0][0]).abs().max()) > 1e-2
 
 
+def local_updates(lr: float, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x^0 and each client's update Δ_i after ``steps`` local GD steps on f_i = ½ c_i ‖x − a_i‖², by hand."""
+    x = torch.tensor(X0, dtype=F64)
+    X = x.expand(3, -1).clone()
+    a, c = torch.tensor(A, dtype=F64), torch.tensor(C, dtype=F64)
+    for _ in range(steps):
+        X = X - lr * c[:, None] * (X - a)
+    return x, X - x
+
+
 def test_one_round_by_hand_with_clipping_noise_and_adaptive_norm() -> None:
     lr, tau, z, sigma_b, eta, q = 0.2, 0.5, 0.3, 1.0, 0.2, 0.5
     out, _, _ = drive(quad("dp-fedavg", lr=lr, tau=tau, local_steps=2, noise_multiplier=z, adaptive_clip="geometric",
                            count_noise=sigma_b, clip_lr=eta, quantile=q), 2)
-    x = torch.tensor(X0, dtype=F64)
-    X = x.expand(3, -1).clone()
-    a, c = torch.tensor(A, dtype=F64), torch.tensor(C, dtype=F64)
-    for _ in range(2):
-        X = X - lr * c[:, None] * (X - a)
-    delta = X - x
+    x, delta = local_updates(lr, 2)
     norms = delta.norm(dim=1)
     assert (norms > tau).any() and (norms <= tau).any()  # some clients clipped, some not
     clipped = delta * torch.clamp(tau / norms, max=1.0)[:, None]
@@ -146,12 +151,7 @@ def test_poisson_client_sampling_by_hand() -> None:
     out, _, _ = drive(quad("dp-fedavg", lr=lr, tau=tau, local_steps=2, noise_multiplier=z, client_rate=q), 2)
     taking_part = torch.from_numpy(uniform(0, SAMPLING, range(3), 0) < q)
     assert taking_part.tolist() == [True, False, True]  # this round: clients 0 and 2
-    x = torch.tensor(X0, dtype=F64)
-    X = x.expand(3, -1).clone()
-    a, c = torch.tensor(A, dtype=F64), torch.tensor(C, dtype=F64)
-    for _ in range(2):
-        X = X - lr * c[:, None] * (X - a)
-    delta = X - x
+    x, delta = local_updates(lr, 2)
     clipped = delta * torch.clamp(tau / delta.norm(dim=1), max=1.0)[:, None]
     m = q * 3
     want = x + clipped[taking_part].sum(dim=0) / m + z * tau / m * standard_normal(0, CENTRAL, [SERVER], 0, 2)[0]
