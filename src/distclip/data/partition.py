@@ -19,6 +19,7 @@ how many rows it left out and each client's label histogram. Schemes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,11 @@ class Partition:
     @property
     def shard_size(self) -> int:
         return int(self.rows.shape[1])
+
+    def info(self) -> dict[str, Any]:
+        """What a run's summary records of its partition: rows per client, rows dropped, scheme, histograms."""
+        return {"rows_per_client": self.shard_size, "rows_dropped": int(self.dropped), "partition": self.scheme,
+                "label_counts": self.label_counts.tolist()}
 
     def report(self) -> str:
         """A plain-text table of the label histogram of every client."""

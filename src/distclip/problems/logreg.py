@@ -155,11 +155,4 @@ class LogReg:
         return None
 
     def info(self) -> dict[str, Any]:
-        return {
-            "dim": self.dim,
-            "rows_per_client": self.m,
-            "rows_dropped": int(self._part.dropped),
-            "partition": self._part.scheme,
-            "label_counts": self._part.label_counts.tolist(),
-            "features": "dense" if self.dense else "sparse",
-        }
+        return {"dim": self.dim, **self._part.info(), "features": "dense" if self.dense else "sparse"}

@@ -177,7 +177,6 @@ class Network:
 
     def info(self) -> dict[str, Any]:
         return {
-            "dim": self.dim, "rows_per_client": self.m, "rows_dropped": int(self._part.dropped),
-            "partition": self._part.scheme, "label_counts": self._part.label_counts.tolist(),
-            "test_rows": len(self.Y_test), "eval_rows": len(self.Y_eval), "augment": self.augment,
+            "dim": self.dim, **self._part.info(), "test_rows": len(self.Y_test), "eval_rows": len(self.Y_eval),
+            "augment": self.augment,
         }
