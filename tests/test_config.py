@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from distclip import config, runner
+from distclip import runner
+from distclip.algorithms.base import lr_factor
 from distclip.config import Config, expand, from_dict, load, to_toml
 from distclip.errors import DistclipError
 
@@ -151,15 +152,16 @@ def test_valid_examples() -> None:
 
 def test_defaults_resolved() -> None:
     cfg = from_dict(toy())
-    assert cfg.algorithm.init == "clip_grad" and cfg.algorithm.clip_at == "client"
+    assert cfg.algorithm.init == "clip_grad" and not hasattr(cfg.algorithm, "clip_at")  # clip21 clips on clients
+    assert from_dict(toy(name="clip-gd")).algorithm.clip_at == "client"
     assert cfg.partition.clients == 2 and cfg.seed == 0
     assert from_dict(bc("ef21", lr=0.1, k=1)).algorithm.init == "compressed_grad"
     assert from_dict(toy(name="naive-parallel-clip")).algorithm.clip_at == "server"
     assert from_dict(toy(name="celgc")).algorithm.option == "local"
     cfg = from_dict(bc("gd", lr=1))
     assert cfg.problem.lam == 0.1 and isinstance(cfg.run.steps, int)
-    assert config.lr_factor("1/L") == (1.0, True) and config.lr_factor("/L") == (1.0, True)
-    assert config.lr_factor("0.5/L") == (0.5, True) and config.lr_factor(2) == (2.0, False)
+    assert lr_factor("1/L") == (1.0, True) and lr_factor("/L") == (1.0, True)
+    assert lr_factor("0.5/L") == (0.5, True) and lr_factor(2) == (2.0, False)
 
 
 def test_clients_exceeding_rows_raise_when_built() -> None:
@@ -274,7 +276,7 @@ def test_sweep_expansion() -> None:
     runs = expand(cfg)
     labels = [label for label, _ in runs]
     assert labels == ["clip21-1.0", "clip21-0.5", "clip-gd-1.0", "clip-gd-0.5", "zero-lr0.5", "zero-lr0.25"]
-    got = [(c.algorithm.name, c.algorithm.tau, c.algorithm.lr, c.algorithm.init) for _, c in runs]
+    got = [(c.algorithm.name, c.algorithm.tau, c.algorithm.lr, getattr(c.algorithm, "init", None)) for _, c in runs]
     assert got == [("clip21", 1.0, 0.5, "clip_grad"), ("clip21", 0.5, 0.5, "clip_grad"),
                    ("clip-gd", 1.0, 0.5, None), ("clip-gd", 0.5, 0.5, None),
                    ("clip21", 1.0, 0.5, "zero"), ("clip21", 1.0, 0.25, "zero")]
@@ -317,3 +319,32 @@ def test_relative_step_size_resolved_in_summary() -> None:
     res = runner.run(toy())
     assert "L" not in res.summary and res.summary["lr"] == 0.5
     assert res.summary["problem"]["dim"] == 1 and res.summary["n_clients"] == 2
+
+
+# -- the generated reference -------------------------------------------------------------------------------------
+def test_config_reference_is_current() -> None:
+    """docs/config.md is generated from the dataclasses; regenerate it with `python -m distclip.reference`."""
+    from distclip.reference import markdown
+
+    path = Path(__file__).parents[1] / "docs" / "config.md"
+    assert path.read_text(encoding="utf-8") == markdown(), "docs/config.md is stale: python -m distclip.reference"
+
+
+def test_every_key_is_documented_and_every_component_listed() -> None:
+    from distclip import schema
+    from distclip.algorithms import ALGORITHMS
+    from distclip.problems import kinds
+    from distclip.reference import component, markdown
+
+    text = markdown()
+    for name, a in ALGORITHMS.items():
+        assert f"### name = {name!r}" in text
+        for key, k in schema.keys(a.Params).items():
+            assert k.help, f"{name}: algorithm.{key} has no help text"
+            assert key in component(name)
+    for name in kinds.MODULES:
+        assert repr(name) in text
+        for key, k in schema.keys(kinds.get(name).config).items():
+            assert k.help, f"{name}: problem.{key} has no help text"
+    assert "unknown" not in component("celgc") and "required" in component("celgc")  # lr is required
+    assert "neither an algorithm nor a problem kind" in error_of(component, "adam")

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from distclip import run
-from distclip.algorithms import Hyper
+from distclip.algorithms import celgc
+from distclip.algorithms.base import scaled
 from distclip.errors import DistclipError
 from distclip.schedule import StepSize
 
@@ -22,8 +23,8 @@ def test_factors():
 
 
 def test_joint_decay_keeps_the_threshold():
-    hp = Hyper(lr=30.0, tau=torch.tensor([0.25]), gamma=torch.tensor([7.5]))
-    low = hp.scaled(0.1)
+    hp = celgc.Params(lr=30.0, tau=torch.tensor([0.25]), gamma=torch.tensor([7.5]))
+    low = scaled(hp, 0.1)
     assert low.lr == pytest.approx(3.0) and float(low.gamma[0]) == pytest.approx(0.75)
     assert float(low.gamma[0]) / low.lr == pytest.approx(0.25) and torch.equal(low.tau, hp.tau)
 

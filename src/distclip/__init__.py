@@ -1,13 +1,20 @@
-"""distclip: distributed and federated training with gradient clipping (CELGC, Clip21, EF21, baselines)."""
+"""distclip: distributed and federated training with gradient clipping (CELGC, Clip21, EPISODE, DP-FedAvg, ...).
 
-from importlib.metadata import PackageNotFoundError, version
+``distclip.run(config)`` runs one experiment and ``distclip.run_sweep`` every run of a sweep (imported on first
+use, so ``import distclip`` and ``distclip --version`` stay cheap).
+"""
 
-try:
-    __version__ = version("distclip")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+source"
+from typing import Any
 
-from .errors import DistclipError  # noqa: E402
-from .runner import RunResult, run, run_sweep  # noqa: E402
+from .errors import DistclipError
+from .version import __version__
 
 __all__ = ["DistclipError", "RunResult", "__version__", "run", "run_sweep"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("RunResult", "run", "run_sweep"):
+        from . import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'distclip' has no attribute {name!r}")

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .errors import DistclipError
 from .report import fmt, format_table, grid_groups
+from .version import __version__
 
 EXIT_INPUT = 2
 
@@ -75,8 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
     rep.add_argument("--list", action="store_true", help="list the suites and exit")
 
-    sub.add_parser("list", parents=[common], help="list algorithms, problems, bundled datasets and options")
+    lst = sub.add_parser(
+        "list", parents=[common], help="list algorithms, problems, bundled datasets and options",
+        description="Without NAME: every algorithm, problem kind, bundled dataset and option. With NAME (an "
+        "algorithm, a problem kind, run or partition): its config keys with type, default and meaning.",
+    )
+    lst.add_argument("name", nargs="?", metavar="NAME", help="an algorithm or problem kind (e.g. celgc, lstm)")
 
+    _add_bench(sub, common)
+    return p
+
+
+def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
     bench = sub.add_parser(
         "bench", parents=[common], help="speed benchmarks: simulator vs loops, scaling, communication",
         description="Run speed benchmarks and print their tables: each compares contenders side by side in this "
@@ -99,7 +109,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--world", type=int, metavar="W", help="communication: gloo ranks (default 4, quick 2)")
     bench.add_argument("--max-clients", type=int, metavar="N", help="scaling: largest N (default 256, quick 16)")
     bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
-    return p
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -183,10 +192,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
-    from .config import load
+    from .config import expand, load
     from .runner import build_partition
 
-    data, part = build_partition(load(args.config, args.overrides))
+    cfg = load(args.config, args.overrides)
+    if cfg.sweep:  # the runs of a sweep may differ in their partition: show the first one's
+        label, cfg = expand(cfg)[0]
+        print(f"sweep run {label} (the first of the sweep):")
+    data, part = build_partition(cfg)
     print(f"{data.name}: {data.n_rows} rows, labels {', '.join(f'{c:g}' for c in part.classes)}")
     print(part.report())
     return 0
@@ -196,16 +209,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from .algorithms import ALGORITHMS
     from .clipping import KINDS as CLIPS
     from .compressors import KINDS as COMPRESSORS
-    from .config import PROBLEM_KINDS
     from .data.libsvm import BUNDLED
     from .data.partition import SCHEMES
+    from .problems import kinds
+    from .reference import component
 
-    print("algorithms:")
+    if args.name:
+        print(component(args.name))
+        return 0
+    print("algorithms (algorithm.name; `distclip list NAME` shows its keys):")
     for name, spec in ALGORITHMS.items():
         print(f"  {name:<20} {spec.summary}")
-    print("problems (problem.kind):")
-    for name, what in PROBLEM_KINDS.items():
-        print(f"  {name:<20} {what}")
+    print("problems (problem.kind; `distclip list KIND` shows its keys):")
+    for name in kinds.MODULES:
+        print(f"  {name:<20} {kinds.get(name).summary}")
     print("bundled datasets (problem.dataset):")
     for name, info in BUNDLED.items():
         print(f"  {name:<20} {info.n_rows} rows x {info.n_features} features  {info.description}")

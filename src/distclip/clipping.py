@@ -1,4 +1,4 @@
-"""Clipping operators on stacked client tensors (spec: algorithms.md §1).
+"""Clipping operators on stacked client tensors (docs/algorithms.md §1).
 
 Every operator maps ``x`` of shape ``[n, d]`` (one row per client, all parameters flattened, so
 ``‖·‖`` is the global L2 norm) and a threshold ``tau`` (a float or a ``[n]`` tensor of per-client

@@ -1,4 +1,4 @@
-"""Compressors for error feedback (spec: algorithms.md §4), on stacked ``[n, d]`` client rows.
+"""Compressors for error feedback (docs/algorithms.md §4), on stacked ``[n, d]`` client rows.
 
 - ``identity``: C(x) = x (k = d).
 - ``top-k``:    keep the k entries of largest |x_j| and zero the rest; ties go to the lower index

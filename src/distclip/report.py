@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 
@@ -52,7 +51,5 @@ def _grid_keys(r: Any) -> set[str]:
 def _value(r: Any, section: str, name: str) -> Any:
     if f"{section}.{name}" not in r.config.given:
         return None
-    obj = getattr(r.config, section)
-    attr = next((f.name for f in dataclasses.fields(obj) if f.metadata.get("key", f.name) == name), name)
-    v = getattr(obj, attr)
+    v = r.config.get(f"{section}.{name}")
     return tuple(v) if isinstance(v, list) else v

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
 from .config import load
 from .data.cifar10 import DOWNLOAD, FOLDER
 from .errors import DistclipError
 from .plotting import plot_loss_panels, plot_privacy, plot_runs, plot_training
 from .report import format_table, grid_groups
 from .runner import RunResult, run_sweep
+from .version import __version__
 
 
 @dataclass(frozen=True)

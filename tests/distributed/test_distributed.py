@@ -71,6 +71,9 @@ CASES = {
     "clip21-dp": logreg({"name": "clip21", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, batch=8),
     "dp-fedavg-adaptive": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "momentum": 0.5,
                                   "adaptive_clip": "geometric", "noise_multiplier": 0.3}, batch=8),
+    "scaffold-II": logreg({"name": "scaffold", "lr": 0.5, "local_steps": 3}, batch=8),
+    "scaffold-I": logreg({"name": "scaffold", "lr": 0.5, "local_steps": 2, "option": "I", "server_lr": 0.8}, batch=8),
+    "fedprox": logreg({"name": "fedprox", "lr": 0.5, "local_steps": 3, "mu": 0.1}, batch=8),
     "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 2, "client_rate": 0.6,
                                  "noise_multiplier": 1.0}, batch=8),
 }

@@ -1,6 +1,7 @@
-"""The contract between algorithm rules and engines.
+"""The contract between algorithm rules and engines, and how a rule's hyperparameters are resolved.
 
-An algorithm is a module with three pure functions over a state of stacked tensors:
+An algorithm is a module (see :class:`Rule`) with a frozen hyperparameter dataclass ``Params`` and three
+pure functions over a state of stacked tensors:
 
 - ``init(ctx) -> (state, StepInfo)``: the state at step 0 (server model, client memories, ...),
   including any initial communication round and what it clipped;
@@ -10,22 +11,32 @@ An algorithm is a module with three pure functions over a state of stacked tenso
   :mod:`distclip.engine.transport`);
 - ``model(state, ctx) -> x``: the point at which the objective is logged.
 
-Per-client tensors carry a leading client dimension ``[n_block, ...]`` so every client held by a
-process is updated in one vectorised call. Engines never branch on the algorithm.
+``ctx.hp`` is the rule's own ``Params``, resolved for the clients a process holds (:func:`resolve`):
+a step size written ``"c/L"`` becomes a number, keys marked ``per_client`` (thresholds) become
+``[n_block]`` tensors. Per-client tensors carry a leading client dimension ``[n_block, ...]`` so every
+client held by a process is updated in one vectorised call. Engines never branch on the algorithm.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-from ..compressors import Compressor
+from .. import schema
 from ..engine.transport import Transport
+from ..errors import DistclipError
 from ..problems.base import ClientOracle
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 def per_client(**kwargs: Any) -> Any:
@@ -37,49 +48,39 @@ def is_per_client(f: Any) -> bool:
     return bool(f.metadata.get("per_client"))
 
 
-@dataclass(frozen=True)
-class Hyper:
-    """Resolved hyperparameters handed to the rules (validated by :mod:`distclip.config`)."""
+def step_size(help: str = "step size η: a number > 0, or 'c/L' (e.g. '1/L') with L the problem's smoothness") -> Any:
+    """The ``lr`` key: required, scaled by the step-size schedule."""
+    return schema.key(None, help, lr=True, scales=True)
 
-    lr: float
-    tau: Tensor  # [n_block] clipping thresholds of the clients held here (inf: no clipping)
-    gamma: Tensor | None = None  # [n_block] CELGC's maximal step lengths γ_i (threshold γ_i/η)
-    clip: str = "norm"
-    clip_at: str = "client"
-    local_steps: int = 1
-    option: str = "local"
-    init: str = "default"
-    compressor: Compressor = field(default_factory=lambda: Compressor("identity"))
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    baseline: bool = False
-    official: bool = False
-    resample_batch: int = 0  # EPISODE: minibatch of the resampled G_r^i (0: full gradient)
-    comparison: str = ">"  # EPISODE: clip the round when ‖G_r‖ > γ/η, or >=
-    beta1: float = 0.1  # Clip21-SGD2M client momentum
-    beta2: float = 1.0  # Clip21-SGD2M error-feedback step
-    noise_multiplier: float = 0.0  # z: Gaussian noise std z·τ (local DP) or z·C/N on the average (DP-FedAvg)
-    secure_noise: bool = False  # draw the noise from OS entropy (not reproducible)
-    adaptive_clip: str = "off"  # DP-FedAvg: off | geometric | arithmetic
-    quantile: float = 0.5  # target unclipped quantile q
-    clip_lr: float = 0.2  # η_C
-    count_noise: float = 0.0  # σ_b, std of the noise on the unclipped count
-    client_rate: float = 1.0  # DP-FedAvg: Poisson sampling rate q of the clients in a round
 
-    def scaled(self, s: float) -> Hyper:
-        """η and γ multiplied by s (the threshold γ/η, and τ, unchanged)."""
-        if s == 1.0:
-            return self
-        return dataclasses.replace(self, lr=self.lr * s, gamma=None if self.gamma is None else self.gamma * s)
+def threshold(help: str, *, scales: bool = False, required: bool = True) -> Any:
+    """A key holding one number or one per client; resolved to a ``[n_block]`` tensor of the clients held here.
+    ``required``: the rule needs it (a clipping threshold τ; ``inf`` disables clipping)."""
+    return schema.key(None, help, per_client=True, scales=scales, required=required)
+
+
+@runtime_checkable
+class Rule(Protocol):
+    """What an algorithm module provides (checked when it is registered).
+
+    Optional: ``releases(hp, steps) -> int``, the noisy messages per client in ``steps`` steps (private
+    algorithms); ``sample_rate(hp) -> float``, the accountant's sampling rate (default 1)."""
+
+    Params: type
+    State: type
+
+    def init(self, ctx: Context) -> tuple[Any, StepInfo]: ...
+
+    def step(self, state: Any, ctx: Context, t: int) -> tuple[Any, StepInfo]: ...
+
+    def model(self, state: Any, ctx: Context) -> Tensor: ...
 
 
 @dataclass(frozen=True)
 class Context:
     transport: Transport
     oracle: ClientOracle
-    hp: Hyper
+    hp: Any  # the rule's own Params, resolved
     x0: Tensor
 
 
@@ -91,17 +92,127 @@ class StepInfo:
 
 
 @dataclass(frozen=True)
-class AlgorithmSpec:
-    """Registry entry: the rule module and what the config may set for it."""
+class Algorithm:
+    """Registry entry: the rule module, one line of description, and facts the engine-independent checks use."""
 
     name: str
     rules: ModuleType
     summary: str
-    params: frozenset[str]  # [algorithm] keys this algorithm reads besides name and lr
-    batch: str = "any"  # "full" (batch_size must be 0), "minibatch" (> 0) or "any"
-    clip_at: tuple[str, ...] = ("client",)
-    inits: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    needs_targets: bool = False
-    uses_lr: bool = True
-    privacy: str = ""  # "local" (noise on each client message) or "central" (on the aggregate); rules define releases()
+    batch: str = "any"  # "full" (run.batch_size must be 0), "minibatch" (> 0) or "any"
+    privacy: str = ""  # "local" (noise on each client message) or "central" (on the aggregate)
+    needs_targets: bool = False  # averages per-client vectors of the problem (mean estimation)
+
+    def __post_init__(self) -> None:
+        r = self.rules
+        if not isinstance(r, Rule):
+            raise TypeError(f"{self.name}: {r.__name__} lacks Params, State, init, step or model")
+        for cls in (r.Params, r.State):
+            if not dataclasses.is_dataclass(cls):
+                raise TypeError(f"{self.name}: {r.__name__}.{cls.__name__} must be a dataclass")
+        if not r.Params.__dataclass_params__.frozen:
+            raise TypeError(f"{self.name}: {r.__name__}.Params must be frozen")
+        if bool(self.privacy) != hasattr(r, "releases"):
+            raise TypeError(f"{self.name}: a private rule defines releases(hp, steps), and only a private one")
+        schema.keys(r.Params)  # groups and keys are consistent
+
+    @property
+    def Params(self) -> type:  # noqa: N802 (the class)
+        return self.rules.Params
+
+    @property
+    def uses_lr(self) -> bool:
+        return any(k.meta.get("lr") for k in schema.keys(self.Params).values())
+
+
+# -- validation shared by every rule ----------------------------------------------------------------------------
+def lr_factor(lr: float | str) -> tuple[float, bool]:
+    """(value, relative): ``0.5`` -> (0.5, False); ``"2/L"`` -> (2.0, True) meaning 2/L."""
+    if isinstance(lr, str):
+        m = re.fullmatch(r"\s*([0-9.eE+-]*)\s*/\s*L\s*", lr)
+        try:
+            c = float(m.group(1)) if m and m.group(1) else (1.0 if m else None)
+        except ValueError:
+            c = None
+        if c is None or not c > 0 or math.isinf(c):
+            raise DistclipError(f"algorithm.lr = {lr!r} must be a number > 0 or 'c/L' with c > 0 (e.g. '1/L')")
+        return c, True
+    schema.positive("algorithm.lr", lr, allow_inf=False)
+    return float(lr), False
+
+
+def validate(spec: Algorithm, params: Any, cfg: Config) -> Any:
+    """The checks every rule shares (step size, thresholds, batches, groups), then the rule's own
+    ``Params.validate(cfg)``, which may fill defaults; returns the validated ``Params``."""
+    for name, k in schema.keys(type(params)).items():
+        value = schema.get(params, k)
+        if k.meta.get("lr"):
+            if value is None:
+                raise DistclipError(f"{spec.name} needs algorithm.lr (a number > 0, or 'c/L' such as '1/L')")
+            lr_factor(value)
+        if k.meta.get("required") and value is None:
+            raise DistclipError(f"{spec.name} needs algorithm.{name}, the clipping threshold (> 0; inf disables "
+                                "clipping)")
+        if k.meta.get("per_client") and value is not None:
+            schema.positive(f"algorithm.{name}", value)
+            if isinstance(value, list) and len(value) != cfg.partition.clients:
+                raise DistclipError(f"algorithm.{name} lists {len(value)} values for {cfg.partition.clients} "
+                                    "clients; give one per client")
+    for f in dataclasses.fields(params):
+        if f.metadata.get("group") and hasattr(getattr(params, f.name), "validate"):
+            getattr(params, f.name).validate(cfg)
+    b = cfg.run.batch_size
+    if spec.batch == "full" and b > 0:
+        raise DistclipError(f"{spec.name} uses full gradients; set run.batch_size = 0 or use algorithm "
+                            f"{spec.name.replace('gd', 'sgd')}")
+    if spec.batch == "minibatch" and b == 0:
+        raise DistclipError(f"{spec.name} needs run.batch_size > 0; for full gradients use algorithm "
+                            f"{spec.name.replace('sgd', 'gd')}")
+    if spec.needs_targets and not getattr(cfg.problem.entry, "targets", False):
+        raise DistclipError(f"{spec.name} averages the vectors a_i of a problem with per-client targets (such as "
+                            f"quadratic's centres); kind '{cfg.problem.kind}' has none")
+    return params.validate(cfg) if hasattr(params, "validate") else params
+
+
+# -- resolution for the clients a process holds -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Env:
+    """What resolving hyperparameters may use: the clients held here, the run's batch, the problem's L."""
+
+    clients: Tensor
+    n_clients: int
+    batch_size: int
+    dtype: torch.dtype
+    device: torch.device
+    smoothness: Callable[[], float]
+    facts: dict[str, Any] = field(default_factory=dict)  # reported in summary.json (L, lr)
+
+    def per_client(self, value: float | list[float]) -> Tensor:
+        full = torch.as_tensor(value, dtype=self.dtype, device=self.device).expand(self.n_clients)
+        return full[self.clients].contiguous()
+
+
+def resolve(params: Any, env: Env) -> Any:
+    """``params`` for the rules: ``lr`` a number (``c/L`` resolved), per-client keys ``[n_block]`` tensors,
+    then the rule's own ``Params.resolve(env)`` (derived values such as CELGC's γ from τ)."""
+    changes: dict[str, Any] = {}
+    for name, k in schema.keys(type(params)).items():
+        value = schema.get(params, k)
+        if k.meta.get("lr"):
+            c, relative = lr_factor(value)
+            if relative:
+                env.facts["L"] = env.smoothness()
+                c = c / env.facts["L"]
+            env.facts["lr"] = changes[name] = c
+        elif k.meta.get("per_client") and value is not None:
+            changes[name] = env.per_client(value)
+    params = schema.replace(params, **changes)
+    return params.resolve(env) if hasattr(params, "resolve") else params
+
+
+def scaled(hp: Any, s: float) -> Any:
+    """``hp`` with every key marked ``scales`` (η, CELGC's γ) multiplied by s: the joint decay of §3.2."""
+    if s == 1.0:
+        return hp
+    table = schema.keys(type(hp))
+    return schema.replace(hp, **{n: schema.get(hp, k) * s for n, k in table.items()
+                                 if k.meta.get("scales") and schema.get(hp, k) is not None})

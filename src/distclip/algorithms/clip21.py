@@ -1,4 +1,4 @@
-"""Clip21-GD / Clip21-SGD: EF21 with C = clip_τ (spec: algorithms.md §5).
+"""Clip21-GD / Clip21-SGD: EF21 with C = clip_τ (docs/algorithms.md §5).
 
 init:    v_i^0 = clip_τ(∇f_i(x^0)) (``clip_grad``, default), ∇f_i(x^0) (``grad``) or 0 (``zero``)
 step k:  x^{k+1} = x^k − γ·v^k,  v^k = (1/N) Σ_i v_i^k
@@ -10,11 +10,33 @@ stay noiseless (§5 generic form, :mod:`distclip.privacy.channel`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from torch import Tensor
 
-from ..clipping import clip
-from .base import Context, Hyper, StepInfo
+from ..clipping import KINDS, clip
+from ..privacy.dp import DPNoise, check_local_dp
+from ..schedule import StepSchedule
+from ..schema import choice, group, key
+from .base import Context, StepInfo, step_size, threshold
 from .ef21 import Operator, State, ef_init, ef_step
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float | str = step_size("step size γ: a number > 0, or 'c/L' (e.g. '1/L')")
+    tau: float | list[float] | None = threshold("clipping threshold τ (inf allowed) or one τ_i per client")
+    clip: str = key("norm", "norm | soft | coordinate clipping operator")
+    init: str = key("clip_grad", "memory init v_i^0: clip_grad | grad | zero")
+    schedule: StepSchedule = group(StepSchedule)
+    dp: DPNoise = group(DPNoise)
+
+    def validate(self, cfg: Any) -> Params:
+        choice("algorithm.clip", self.clip, KINDS)
+        choice("algorithm.init (for clip21)", self.init, ("clip_grad", "grad", "zero"))
+        check_local_dp(cfg.algorithm.name, self.dp, self.tau, self.clip, init=self.init)
+        return self
 
 
 def clip_operator(ctx: Context) -> Operator:
@@ -40,6 +62,6 @@ def model(state: State, ctx: Context) -> Tensor:
     return state.x
 
 
-def releases(hp: Hyper, steps: int) -> int:
+def releases(hp: Params, steps: int) -> int:
     """Noisy messages per client in ``steps`` steps: one per step, plus the initial round unless ``zero``."""
     return steps + (hp.init != "zero")

@@ -1,4 +1,4 @@
-"""Clip21-SGD2M: Clip21 with client momentum and a damped error-feedback step (spec: algorithms.md §8).
+"""Clip21-SGD2M: Clip21 with client momentum and a damped error-feedback step (docs/algorithms.md §8).
 
 init:    v_i = g_i = 0, server g = 0
 step t:  x^{t+1} = x^t − γ·g                                           (server; broadcast)
@@ -12,12 +12,34 @@ to each message after clipping, so only the server's g is noisy and the client s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
-from ..clipping import clip
-from .base import Context, Hyper, StepInfo, per_client
+from ..clipping import KINDS, clip
+from ..privacy.dp import DPNoise, check_local_dp
+from ..schedule import StepSchedule
+from ..schema import choice, group, in_range, key
+from .base import Context, StepInfo, per_client, step_size, threshold
 from .descent import descend
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float | str = step_size("step size γ: a number > 0, or 'c/L' (e.g. '1/L')")
+    tau: float | list[float] | None = threshold("clipping threshold τ (inf allowed) or one τ_i per client")
+    clip: str = key("norm", "norm | soft | coordinate clipping operator")
+    schedule: StepSchedule = group(StepSchedule)
+    beta1: float = key(0.1, "client momentum β1 in (0, 1]")
+    beta2: float = key(1.0, "error-feedback step β2 in (0, 1]")
+    dp: DPNoise = group(DPNoise)
+
+    def validate(self, cfg: Any) -> Params:
+        choice("algorithm.clip", self.clip, KINDS)
+        in_range("algorithm.beta1", self.beta1, 0, 1, closed="(]")
+        in_range("algorithm.beta2", self.beta2, 0, 1, closed="(]")
+        check_local_dp(cfg.algorithm.name, self.dp, self.tau, self.clip)
+        return self
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,6 @@ def model(state: State, ctx: Context) -> Tensor:
     return state.x
 
 
-def releases(hp: Hyper, steps: int) -> int:
+def releases(hp: Params, steps: int) -> int:
     """Noisy messages per client in ``steps`` steps (one per step)."""
     return steps

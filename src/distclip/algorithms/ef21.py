@@ -1,4 +1,4 @@
-"""EF21 error feedback (spec: algorithms.md §4), the template of the Clip21 family.
+"""EF21 error feedback (docs/algorithms.md §4), the template of the Clip21 family.
 
 init:      g_i^0 = C(∇f_i(x^0)) (``compressed_grad``, default), ∇f_i(x^0) (``grad``) or 0 (``zero``);
            g^0 = (1/N) Σ_i g_i^0
@@ -13,16 +13,41 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
-from .base import Context, StepInfo, per_client
+from ..compressors import KINDS, Compressor
+from ..errors import DistclipError
+from ..schedule import StepSchedule
+from ..schema import choice, group, key
+from .base import Context, StepInfo, per_client, step_size
 from .descent import descend
 
 #: C: client rows ``[n, d]`` -> (C(rows), per-client clip flags or None)
 Operator = Callable[[Tensor], tuple[Tensor, Tensor | None]]
 #: the client signal at a point: (x, draw) -> ``[n, d]`` (gradients, or the vectors to average)
 Signal = Callable[[Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class Params:
+    lr: float | str = step_size("step size γ: a number > 0, or 'c/L' (e.g. '1/L')")
+    compressor: str = key("top-k", "top-k | identity")
+    k: int | None = key(None, "top-k: entries kept per message")
+    init: str = key("compressed_grad", "memory init g_i^0: compressed_grad | grad | zero")
+    schedule: StepSchedule = group(StepSchedule)
+
+    def validate(self, cfg: Any) -> Params:
+        choice("algorithm.compressor", self.compressor, KINDS)
+        if self.compressor == "top-k" and (self.k is None or self.k < 1):
+            raise DistclipError("ef21 with compressor top-k needs algorithm.k >= 1 (entries kept per message)")
+        choice("algorithm.init (for ef21)", self.init, ("compressed_grad", "grad", "zero"))
+        return self
+
+    @property
+    def compress(self) -> Compressor:
+        return Compressor(self.compressor, self.k)
 
 
 @dataclass(frozen=True)
@@ -58,11 +83,12 @@ def ef_step(
 
 
 def _compress(ctx: Context) -> Operator:
-    return lambda rows: (ctx.hp.compressor(rows), None)
+    compress = ctx.hp.compress
+    return lambda rows: (compress(rows), None)
 
 
 def _sparse_k(ctx: Context) -> int | None:
-    return ctx.hp.compressor.sparse_k(ctx.x0.numel())
+    return ctx.hp.compress.sparse_k(ctx.x0.numel())
 
 
 def init(ctx: Context) -> tuple[State, StepInfo]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 
 MIN_SAMPLE_S = 0.2  # each timed sample runs a contender this long (several calls if they are short)
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..algorithms.base import Context, StepInfo
+from ..algorithms.base import Context, StepInfo, scaled
 from ..errors import DistclipError
 from ..problems.base import Problem
 from ..schedule import StepSize
@@ -137,7 +137,7 @@ def train(
     try:
         for t in range(p.step, steps):
             start = time.perf_counter()
-            ctx_t = ctx if step_size is None else dataclasses.replace(ctx, hp=ctx.hp.scaled(step_size.factor(t)))
+            ctx_t = ctx if step_size is None else dataclasses.replace(ctx, hp=scaled(ctx.hp, step_size.factor(t)))
             state, info = rules.step(state, ctx_t, t)
             p.wall += time.perf_counter() - start
             p.step = t + 1

@@ -29,7 +29,7 @@ INDEX_BYTES = 8  # indices travel as int64
 
 @dataclass
 class CommCounter:
-    """Cumulative communication per client (spec: algorithms.md §0, §10)."""
+    """Cumulative communication per client (docs/algorithms.md §0, §10)."""
 
     comm_rounds: int = 0
     floats_up: int = 0

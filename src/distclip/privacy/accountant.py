@@ -1,4 +1,4 @@
-"""ε of a run after r noisy rounds, from Opacus' accountants (spec: algorithms.md §9, library choice).
+"""ε of a run after r noisy rounds, from Opacus' accountants (docs/algorithms.md §9, library choice).
 
 Each round of a private run is one Gaussian mechanism with noise multiplier z (noise std / sensitivity)
 applied with sampling rate q; the accountant composes r of them and returns ε at the configured δ

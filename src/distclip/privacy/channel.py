@@ -1,4 +1,4 @@
-"""Local DP: a transport that adds Gaussian noise to every message a client sends (spec: algorithms.md §5, §8).
+"""Local DP: a transport that adds Gaussian noise to every message a client sends (docs/algorithms.md §5, §8).
 
 Client i's message c_i at communication round r leaves as c_i + ω_i^r with ω_i^r ~ N(0, (z·τ_i)² I) drawn by
 :func:`distclip.privacy.noise.standard_normal` from (seed, client i, round r), so the server only ever sees

@@ -1,5 +1,5 @@
 """Gaussian noise (and client sampling) as a pure function of (seed, stream, client id, round)
-(spec: algorithms.md §8, §9).
+(docs/algorithms.md §8, §9).
 
 The noise of client i at round r depends on nothing else: not on which process holds the client, nor on
 how many clients it holds, nor on earlier draws, so a resumed or re-partitioned run adds the same noise

@@ -1,4 +1,4 @@
-"""Adaptive clipping norm: C tracks the q-quantile of the update norms (spec: algorithms.md §9).
+"""Adaptive clipping norm: C tracks the q-quantile of the update norms (docs/algorithms.md §9).
 
 Andrew, Thakkar, McMahan, Ramaswamy 2021, with the sign convention of TF-Privacy's
 ``quantile_estimator_query.py``: b_i = 1[‖Δ_i‖ ≤ C] is 1 when client i was **not** clipped and q is the

@@ -1,4 +1,4 @@
-"""What a problem provides to the engine (spec: algorithms.md §0).
+"""What a problem provides to the engine (docs/algorithms.md §0).
 
 f(x) = (1/N) Σ_i f_i(x) over N clients, x ∈ R^d a flat parameter vector. Client quantities are
 computed for a block of clients at once: ``x`` is either one point ``[d]`` shared by the block or a

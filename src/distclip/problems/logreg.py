@@ -6,10 +6,13 @@ on equal shards of m rows, so f = (1/N) Σ_i f_i is the mean over all kept rows.
 and gradients the sigmoid, both stable for any margin. Client gradients are batched: dense features
 are stored as ``[N, m, d]`` and go through one ``bmm``; sparse features (too large to densify) use
 one scatter-add over the nonzeros. λ = 0 gives the convex problem.
+Kind ``logreg``: keys ``dataset`` or ``path``, ``n_features``, ``lambda``, ``features``, ``x0``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,8 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.libsvm import Dataset
+from ..data.libsvm import Dataset, load_dataset
 from ..data.partition import Partition
+from ..errors import DistclipError
+from ..schema import choice, key
+from .kinds import ProblemKind, build_partition, start, start_key
 
 DENSE_LIMIT_BYTES = 1 << 30  # "auto" densifies features up to 1 GiB
 
@@ -136,7 +142,7 @@ class LogReg:
         return torch.sparse.mm(self.A_flat.t(), w.unsqueeze(1)).squeeze(1) / b.numel() + self._reg_grad(x)
 
     def smoothness(self) -> float:
-        """L = λ_max(AᵀA)/(4M) + 2λ over the M kept rows (spec: algorithms.md §4)."""
+        """L = λ_max(AᵀA)/(4M) + 2λ over the M kept rows (docs/algorithms.md §4)."""
         a = self._csr
         if a.shape[1] <= 2000:
             gram = (a.T @ a).toarray()
@@ -156,3 +162,37 @@ class LogReg:
 
     def info(self) -> dict[str, Any]:
         return {"dim": self.dim, **self._part.info(), "features": "dense" if self.dense else "sparse"}
+
+
+@dataclass(frozen=True)
+class LogRegConfig:
+    dataset: str | None = key(None, "bundled LIBSVM name (see `distclip list`)")
+    path: str | None = key(None, "svmlight file (plain or .gz) instead of dataset")
+    n_features: int | None = key(None, "feature count (default: from the file)")
+    lam: float = key(0.1, "weight λ of Σ x_k²/(1+x_k²)", toml="lambda")
+    features: str = key("auto", "auto | dense | sparse feature storage")
+    x0: float | list[float] = start_key(0.0)
+
+    def validate(self, cfg: Any) -> LogRegConfig:
+        choice("problem.features", self.features, ("auto", "dense", "sparse"))
+        if (self.dataset is None) == (self.path is None):
+            raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
+        if self.lam < 0 or math.isnan(self.lam) or math.isinf(self.lam):
+            raise DistclipError(f"problem.lambda = {self.lam} must be a finite number >= 0")
+        return self
+
+
+def labelled(cfg: Any) -> tuple[Dataset, np.ndarray]:
+    p = cfg.problem
+    data = load_dataset(p.dataset, p.path, p.n_features)
+    return data, np.arange(data.n_rows)
+
+
+def build(cfg: Any, dtype: torch.dtype, device: torch.device) -> LogReg:
+    data, part = build_partition(cfg)
+    p = cfg.problem
+    return LogReg(data, part, p.lam, start(p.x0, data.n_features, dtype, device), p.features)
+
+
+KINDS = {"logreg": ProblemKind("logreg", "logistic regression + λ Σ x²/(1+x²) on LIBSVM data (dataset or path)",
+                               LogRegConfig, build, labelled)}

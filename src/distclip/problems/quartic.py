@@ -5,16 +5,21 @@ A sample of client i is one noise draw: the minibatch gradient on rows B is
 ∇f_i(x) + (1/|B|) Σ_{j∈B} σ(1 − 2j/2^53), where each row j is uniform on [0, 2^53) and drawn by the
 counter-based sampler (:mod:`distclip.rng`), so the noise depends on (seed, client, draw) only.
 ``batch_size = 1`` is the official oracle ∇f_i + Unif(−σ, σ); full gradients (``batch_size = 0``) are exact.
+Kind ``quartic``: keys ``H``, ``sigma``, ``x0``; N is ``partition.clients``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..errors import DistclipError
+from ..schema import key
+from .kinds import ProblemKind, start, start_key
 
 ROWS = 2**53  # rows j index the noise values σ(1 − 2j/2^53): 53-bit uniforms
 
@@ -64,3 +69,24 @@ class Quartic:
 
     def info(self) -> dict[str, Any]:
         return {"dim": 1, "H": self.H, "sigma": self.sigma, "h": self.h.tolist()}
+
+
+@dataclass(frozen=True)
+class QuarticConfig:
+    het: float = key(0.0, "heterogeneity H of f_i = x⁴ − 3x³ − H·h_i·x² + x", toml="H")
+    sigma: float = key(0.0, "gradient noise Unif(−σ, σ) per sample")
+    x0: float | list[float] = start_key(0.0)
+
+    def validate(self, cfg: Any) -> QuarticConfig:
+        if not (math.isfinite(self.het) and math.isfinite(self.sigma) and self.sigma >= 0):
+            raise DistclipError(f"quartic: problem.H = {self.het} must be finite and problem.sigma = {self.sigma} >= 0")
+        return self
+
+
+def build(cfg: Any, dtype: torch.dtype, device: torch.device) -> Quartic:
+    p = cfg.problem
+    return Quartic(cfg.partition.clients, p.het, p.sigma, start(p.x0, 1, dtype, device))
+
+
+KINDS = {"quartic": ProblemKind("quartic", "f_i(x) = x⁴ − 3x³ − H·h_i·x² + x + Unif(−σ, σ) gradient noise "
+                                "(EPISODE's synthetic)", QuarticConfig, build, no_rows="its clients are the h_i")}
