@@ -50,7 +50,7 @@ def reference(a: list[list[float]], c: list[float], x0: list[float], eta: float,
                 d = bufs[i]
             d = [dj - gij + grj for dj, gij, grj in zip(d, gi[i], gr, strict=True)]
             nd = math.sqrt(sum(v * v for v in d))
-            s = gamma / nd if clipped else eta
+            s = gamma / (1e-10 + nd) if clipped else eta  # the official code's coefficient
             xs[i] = [xj - s * dj for xj, dj in zip(xs[i], d, strict=True)]
         out.append([list(x) for x in xs])
     return out
@@ -63,12 +63,12 @@ def close(actual: torch.Tensor, expected: Any, rtol: float = 1e-12, atol: float 
 # -- steps --------------------------------------------------------------------------------------------------------
 def test_first_step_by_hand() -> None:
     """∇f_i(x^0) = (−0.5, −2.5), (5, −2), (−1.25, 0.25): G_0 = (3.25/3, −4.25/3), ‖G_0‖ = 1.7834 > γ/η = 1, so
-    every client takes the normalised step x^0 − γ·G_0/‖G_0‖ (d = G_0 at x_i = x_0)."""
+    every client takes the normalised step x^0 − γ·G_0/(1e-10 + ‖G_0‖) (d = G_0 at x_i = x_0)."""
     d = Driver(quad(lr=0.2, gamma=0.2, local_steps=2))
     d.step()
     g0 = [3.25 / 3, -4.25 / 3]
     n = math.hypot(*g0)
-    x1 = [0.5 - 0.2 * g0[0] / n, -0.5 - 0.2 * g0[1] / n]
+    x1 = [0.5 - 0.2 * g0[0] / (1e-10 + n), -0.5 - 0.2 * g0[1] / (1e-10 + n)]
     close(d.state.X, [x1] * 3)
     close(d.state.G, g0)
     assert bool(d.state.clip) and d.info.clipped.tolist() == [True] * 3
@@ -102,7 +102,11 @@ def test_comparison_at_the_threshold(comparison: str) -> None:
     d = Driver(quad(a=[[-2.0]], c=[1.0], x0=0.0, lr=0.5, gamma=1.0, local_steps=2, comparison=comparison))
     d.step(2)
     assert bool(d.state.clip) == (comparison == ">=")
-    close(d.state.X, [[-2.0 if comparison == ">=" else -1.5]])
+    if comparison == ">=":  # two γ-steps of length γ·‖d‖/(1e-10 + ‖d‖) towards −2 (the official coefficient)
+        x1 = -2.0 / (1e-10 + 2.0)
+        close(d.state.X, [[x1 - (x1 + 2.0) / (1e-10 + (x1 + 2.0))]])
+    else:
+        close(d.state.X, [[-1.5]])
     ref = reference([[-2.0]], [1.0], [0.0], 0.5, 1.0, 2, 2, strict=comparison == ">")
     close(d.state.X, ref[-1])
 
@@ -128,7 +132,7 @@ def test_identical_clients_full_gradients_is_local_gd_or_normalised_gd(clipped: 
     x = list(x0)
     for _ in range(12):
         g = [2.0 * (xj - aj) for xj, aj in zip(x, a[0], strict=True)]
-        s = gamma / math.hypot(*g) if clipped else eta
+        s = gamma / (1e-10 + math.hypot(*g)) if clipped else eta
         x = [xj - s * gj for xj, gj in zip(x, g, strict=True)]
         d.step()
         close(d.state.X, [x] * 3)
@@ -150,7 +154,7 @@ def test_single_client_clipped_rounds_take_normalised_steps() -> None:
     x = d.ctx.x0.clone()
     for t in range(6):
         g = d.ctx.oracle.grads(x.unsqueeze(0), t)[0]
-        x = x - 0.01 * g / torch.linalg.vector_norm(g)
+        x = x - 0.01 * g / (1e-10 + torch.linalg.vector_norm(g))
         d.step()
         assert bool(d.state.clip)
         torch.testing.assert_close(d.state.X[0], x, rtol=1e-12, atol=1e-14)

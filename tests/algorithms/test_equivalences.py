@@ -189,6 +189,24 @@ def test_celgc_baseline_interval_one_is_naive_parallel_clip(batch: int) -> None:
         torch.testing.assert_close(rules.model(state, ctx), naive[t + 1], rtol=EPS_RTOL, atol=1e-10)
 
 
+@pytest.mark.parametrize("batch", [0, 8])
+def test_celgc_baseline_is_official_naive_parallel_clip_bit_for_bit(batch: int) -> None:
+    """Both compute the official code's coefficient γ/(1e-10 + ‖ḡ‖) from the same replicas (docs/algorithms.md §1)."""
+    eta, gamma = 0.5, 0.02
+    _, _, ctx, rules = make(logreg("celgc", batch=batch, lr=eta, gamma=gamma, baseline=True))
+    _, _, nctx, nrules = make(logreg("naive-parallel-clip", batch=batch, lr=eta, tau=gamma / eta, official=True))
+    state, nstate = rules.init(ctx)[0], nrules.init(nctx)[0]
+    clipped = 0
+    for t in range(25):
+        state, info = rules.step(state, ctx, t)
+        nstate, ninfo = nrules.step(nstate, nctx, t)
+        assert torch.equal(state.X[0], nstate.x), t
+        assert torch.equal(info.clipped, ninfo.clipped), t
+        clipped += int(info.clipped.any())
+    assert clipped > 0  # the clip was active
+    assert ctx.transport.counter == nctx.transport.counter
+
+
 def test_celgc_baseline_interval_one_is_naive_parallel_clip_large_gradients() -> None:
     celgc = trajectory(big("celgc", lr=0.4, gamma=5.0, baseline=True), 20)
     naive = trajectory(big("naive-parallel-clip", lr=0.4, tau=12.5), 20)

@@ -120,11 +120,14 @@ def test_server_side_clip_step(name: str) -> None:
     d = Driver(quad_doc(name, lr=0.4, tau=1.0, **extra))
     gbar = [3.25 / 3, -4.25 / 3]  # ‖ḡ‖ = √(3.25² + 4.25²)/3 ≈ 1.783 > τ = 1
     n = math.sqrt(3.25**2 + 4.25**2) / 3
-    x1 = [0.5 - 0.4 * gbar[0] / n, -0.5 - 0.4 * gbar[1] / n]
+    # clip-gd clips exactly (τ/‖ḡ‖); naive parallel SGDClip takes the official code's γ/(1e-10 + ‖ḡ‖), γ = ητ
+    s1 = 0.4 / n if name == "clip-gd" else 0.4 * 1.0 / (1e-10 + n)
+    x1 = [0.5 - s1 * gbar[0], -0.5 - s1 * gbar[1]]
     d.step()
     close(d.model(), x1)
     assert d.info.clipped.tolist() == [True, True, True]
-    x2 = axpy(x1, -0.4, clipv(mean([grad(i, x1) for i in range(3)]), 1.0))
+    g1 = mean([grad(i, x1) for i in range(3)])
+    x2 = axpy(x1, -0.4, clipv(g1, 1.0)) if name == "clip-gd" else axpy(x1, -min(0.4, 0.4 / (1e-10 + norm(g1))), g1)
     d.step()
     close(d.model(), x2)
 

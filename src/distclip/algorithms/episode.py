@@ -3,7 +3,7 @@
 round r (t % I == 0): x_r = (1/N) Σ_j x_j;  G_r^i = ∇F_i(x_r; ξ̃) on a fresh batch;  G_r = (1/N) Σ_i G_r^i
                       c_r = [‖G_r‖ > γ/η] (or ``>=``), one decision for every client and step of the round
 local step:           d = ĝ − G_r^i + G_r with ĝ the SGD direction (weight decay, momentum) of ∇F_i(x_i; ξ)
-                      x_i ← x_i − γ·d/‖d‖ if c_r else x_i − η·d
+                      x_i ← x_i − γ/(1e-10 + ‖d‖)·d if c_r else x_i − η·d   (the official code's coefficient)
 The resample uses its own minibatch stream (``stream`` 1 of :mod:`distclip.rng`), so its draws never
 coincide with the local steps'. Two collectives of d floats per round; clip flags are c_r at every step.
 Keys: ``lr`` η, ``gamma`` γ (or ``tau`` = γ/η, one value for all clients), ``local_steps`` I,
@@ -92,8 +92,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     g = ctx.oracle.grads(X, t)
     d, buf = hp.sgd(g, X, state.buf)
     d = d - Gi + G
-    n_d = torch.linalg.vector_norm(d, dim=1).clamp_min(torch.finfo(d.dtype).tiny)  # d = 0 moves by 0 either way
-    coef = torch.where(clip, gamma / n_d, torch.full_like(n_d, hp.lr))
+    coef = torch.where(clip, gamma / (1e-10 + torch.linalg.vector_norm(d, dim=1)), torch.full_like(d[:, 0], hp.lr))
     new = State(G=G, clip=clip, X=descend(X, coef.unsqueeze(1), d), Gi=Gi, buf=buf)
     return new, StepInfo(clip.expand(len(tr.clients)))
 
