@@ -103,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load
     from .plotting import plot_runs
+    from .reproduce.suites import load_config as load  # a suite file runs its full version
     from .runner import default_name, run, run_sweep, timestamped
 
     if (args.config is None) == (args.resume is None):
@@ -183,7 +183,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
-    from .config import load
+    from .reproduce.suites import load_config as load
     from .runner import build_partition
 
     data, part = build_partition(load(args.config, args.overrides))
