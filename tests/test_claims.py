@@ -304,6 +304,7 @@ def test_templates():
      "a table value is one of"),
     ({"function": "nosuch"}, "unknown claim function"),
     ({"type": "final"}, "needs text"),
+    ({"text": "t", "check": {"a": "final"}}, "checks are tables"),
 ])
 def test_malformed_claims_are_refused(spec, message):
     with pytest.raises(DistclipError, match=message):
@@ -358,3 +359,41 @@ def test_suite_files_keep_their_runs():
     assert load_config(suite_path("clip21-toy"), ["run.steps=7"]).run.steps == 7
     wt2 = SUITES["celgc-wt2"].config(True, ["problem.path=x"])
     assert (wt2.run.steps, wt2.run.batch_size, wt2.problem.dropouth, wt2.problem.hidden) == (200, 4, 0.0, [64])
+
+
+def test_a_suite_file(tmp_path):
+    from distclip.reproduce import load_suite
+
+    path = tmp_path / "mine.toml"
+    body = ('[problem]\nkind = "quadratic"\ncentres = [3.0, -3.0]\n[algorithm]\nname = "clip21"\nlr = 0.5\n'
+            'tau = 1.0\n[run]\nsteps = 100\n\n[[claim]]\ntext = "converges to {below:sci}"\ntype = "final"\n'
+            'run = {}\nmetric = "grad_norm_sq"\nbelow = 1e-12\n')
+    path.write_text('[suite]\ntitle = "mine"\nquick = ["run.steps=10", "algorithm.tau=inf"]\n' + body)
+    suite = load_suite(path)
+    assert (suite.name, suite.title, len(suite.claims)) == ("mine", "mine", 1)
+    quick = suite.config(quick=True)
+    assert quick.run.steps == 10 and quick.algorithm.tau == math.inf and suite.config().run.steps == 100
+    for head, message in [('[suite]\nquick = []\n', "title"), ('[suite]\ntitle = "t"\ncolour = 1\n', "unknown"),
+                          ('[suite]\ntitle = "t"\ntable = "nosuch"\n', "table = 'nosuch'"),
+                          ('[suite]\ntitle = "t"\nquick = ["run.steps"]\n', "must look like section.key=value")]:
+        path.write_text(head + body)
+        with pytest.raises(DistclipError, match=message):
+            load_suite(path)
+    path.write_text('[suite]\ntitle = "t"\n' + body.replace('type = "final"', 'type = "finale"'))
+    with pytest.raises(DistclipError, match="suite mine, claim 1: unknown type 'finale'"):
+        load_suite(path)
+
+
+def test_default_evidence_of_every_type():
+    runs = [_run("a", name="clip21", tau=1.0, loss=[2.0, 1.0], grad_norm_sq=[1.0, 0.5], clip_frac=[1.0, 0.0],
+                 summary={"last_clip_step": 0}),
+            _run("b", name="clip21", tau=0.5, loss=[2.0, 1.5], grad_norm_sq=[1.0, 0.5], clip_frac=[1.0, 0.0])]
+    one = {"algorithm.tau": 1.0}
+    specs = [{"type": "final", "run": one, "metric": "loss", "below": 2}, {"type": "at_step", "run": one,
+             "metric": "loss", "step": 1, "below": 2}, {"type": "always", "run": one, "metric": "loss", "at_most": 2},
+             {"type": "ratio", "a": one, "b": {"algorithm.tau": 0.5}, "metric": "loss"},
+             {"type": "rounds_to", "a": one, "target": 1.0}, {"type": "clipping_stops", "run": one},
+             {"type": "monotone", "param": "algorithm.tau", "metric": "loss", "trend": "falls"}]
+    for spec in specs:
+        (claim,) = _check({"text": "t", **spec}, runs)
+        assert claim.holds and claim.evidence and "?" not in claim.evidence, (spec, claim)

@@ -294,6 +294,9 @@ def validate(spec: dict[str, Any], where: str) -> None:
         raise DistclipError(f"{where}: a claim needs text = \"...\" (or function = NAME)")
     if ("check" in spec) == ("type" in spec):
         raise DistclipError(f"{where}: give either type = ... (one check) or [claim.check.NAME] tables")
+    if "check" in spec and not (isinstance(spec["check"], dict) and all(isinstance(c, dict)
+                                                                          for c in spec["check"].values())):
+        raise DistclipError(f"{where}: checks are tables: [claim.check.NAME] or check.NAME = {{ type = ... }}")
     if "each" in spec:
         check_selection({spec["each"]: 0}, where)
     named = spec.get("runs", {})
