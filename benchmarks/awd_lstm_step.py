@@ -14,8 +14,8 @@ import time
 
 import torch
 
-from distclip.config import expand, load
-from distclip.reproduce import suite_path
+from distclip.config import expand
+from distclip.reproduce import load_config, suite_path
 from distclip.rng import sample_indices
 from distclip.runner import build_problem
 
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     overrides = [f"run.device={args.device}"] + ([f"problem.path={args.path}"] if args.path else [])
-    label, cfg = expand(load(suite_path(args.suite), overrides))[0]
+    label, cfg = expand(load_config(suite_path(args.suite), overrides))[0]
     problem = build_problem(cfg)
     n, rows = args.clients, problem.rows_per_client()
     clients = torch.arange(n, device=problem.x0().device)

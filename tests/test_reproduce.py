@@ -64,10 +64,10 @@ def test_cifar10_suite_needs_a_path_and_runs_on_a_fake_folder(tmp_path, capsys, 
 
 
 def test_cifar10_suite_has_the_papers_settings(tmp_path):
-    from distclip.config import expand, load
-    from distclip.reproduce import suite_path
+    from distclip.config import expand
+    from distclip.reproduce import load_config, suite_path
 
-    runs = dict(expand(load(suite_path("celgc-cifar10"), [f"problem.path={tmp_path}"])))
+    runs = dict(expand(load_config(suite_path("celgc-cifar10"), [f"problem.path={tmp_path}"])))
     assert sorted(runs) == ["celgc-I=1", "celgc-I=16", "celgc-I=2", "celgc-I=4", "celgc-I=8", "naive-parallel-clip"]
     for label, cfg in runs.items():  # spec: experiments.md §2.1; 98 steps = ceil(50,000 / (8 * 64)) per epoch
         p, a, r = cfg.problem, cfg.algorithm, cfg.run

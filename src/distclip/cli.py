@@ -112,8 +112,8 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load
     from .plotting import plot_runs
+    from .reproduce.suites import load_config as load  # a suite file runs its full version
     from .runner import default_name, run, run_sweep, timestamped
 
     if (args.config is None) == (args.resume is None):
@@ -192,7 +192,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
-    from .config import expand, load
+    from .config import expand
+    from .reproduce.suites import load_config as load
     from .runner import build_partition
 
     cfg = load(args.config, args.overrides)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..algorithms import ALGORITHMS
-from ..config import expand, from_dict, load, to_toml
+from ..config import expand, from_dict, to_toml
 from ..engine.loop import train
 from ..engine.transport import InProcess
-from ..reproduce import suite_path
+from ..reproduce import load_config, suite_path
 from ..runner import build_context, build_problem
 from .common import Result, figure, save, torchrun, worker_main
 
@@ -30,7 +30,7 @@ METHODS = ("celgc-I=1", "celgc-I=4", "celgc-I=16", "naive-parallel-clip")
 
 def configs(steps: int, log_every: int) -> list[tuple[str, Any]]:
     """The suite's runs for the compared methods, with this benchmark's length and logging."""
-    cfg = load(suite_path("celgc-ptb"), [f"run.steps={steps}", f"run.log_every={log_every}"])
+    cfg = load_config(suite_path("celgc-ptb"), [f"run.steps={steps}", f"run.log_every={log_every}"])
     return [(label, sub) for label, sub in expand(cfg) if label in METHODS]
 
 
