@@ -20,7 +20,7 @@ def _module(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, modules: set[str]) -> set[str]:
     """distclip modules imported by ``path`` at module level (imports inside functions are lazy by design)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     here = _module(path).split(".")
@@ -33,8 +33,9 @@ def _imports(path: Path) -> set[str]:
             base = package[: len(package) - node.level + 1] if node.level else []
             target = ".".join([*base, *(node.module.split(".") if node.module else [])])
             if target.startswith("distclip"):
-                out.add(target)
-                out |= {f"{target}.{a.name}" for a in node.names}
+                subs = {f"{target}.{a.name}" for a in node.names}
+                # `from . import claims` imports the submodule; `from .x import name` imports module x
+                out |= subs & modules if subs <= modules else {target} | (subs & modules)
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("distclip")}
     return out
@@ -42,7 +43,7 @@ def _imports(path: Path) -> set[str]:
 
 def _graph() -> dict[str, set[str]]:
     files = {_module(p): p for p in SRC.rglob("*.py")}
-    return {m: {t for t in _imports(p) if t in files and t != m} for m, p in files.items()}
+    return {m: {t for t in _imports(p, set(files)) if t in files and t != m} for m, p in files.items()}
 
 
 def test_no_import_cycles() -> None:

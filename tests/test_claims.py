@@ -212,7 +212,8 @@ def test_episode_target9_function_claims():
 def test_config_value_reads_toml_keys():
     cfg = from_dict({"seed": 3, "problem": {"kind": "quartic", "H": 2.0}, "algorithm": {"name": "gd", "lr": 0.1}})
     assert config_value(cfg, "problem.H") == 2.0 and config_value(cfg, "seed") == 3
-    assert config_value(cfg, "problem.lambda") == cfg.problem.lam and config_value(cfg, "algorithm.lr") == 0.1
+    assert config_value(cfg, "algorithm.lr") == 0.1 and config_value(cfg, "problem.kind") == "quartic"
+    assert config_value(cfg, "problem.lambda") is None  # a key of another kind (logreg): unset for this run
     for bad in ("problem.het", "algorithm", "nosuch.key"):
         with pytest.raises(DistclipError, match="unknown config key"):
             config_value(cfg, bad)
@@ -357,7 +358,7 @@ def test_suite_files_keep_their_runs():
     assert "suite" not in toy.config().raw and "claim" not in toy.config().raw
     # distclip run on a suite file: its full version
     assert load_config(suite_path("clip21-toy"), ["run.steps=7"]).run.steps == 7
-    wt2 = SUITES["celgc-wt2"].config(True, ["problem.path=x"])
+    wt2 = expand(SUITES["celgc-wt2"].config(True, ["problem.path=x"]))[0][1]  # a member: its problem resolved
     assert (wt2.run.steps, wt2.run.batch_size, wt2.problem.dropouth, wt2.problem.hidden) == (200, 4, 0.0, [64])
 
 

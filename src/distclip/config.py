@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
-import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from . import algorithms, schema
 from .algorithms.base import validate as validate_algorithm
 from .errors import DistclipError
 from .problems import kinds
+from .schema import dump_toml
 from .sections import PartitionConfig, RunConfig
 
 
@@ -85,11 +84,22 @@ class Config:
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the document it was built from
 
     def get(self, dotted: str) -> Any:
-        """A resolved value by its TOML name: ``seed``, ``algorithm.name``, ``problem.lambda``, ``run.steps``."""
+        """A resolved value by its TOML name: ``seed``, ``algorithm.name``, ``problem.lambda``, ``run.steps``.
+
+        AttributeError for a key this run's algorithm or problem kind does not have."""
         section, _, name = dotted.partition(".")
-        if not name:
-            return getattr(self, section)
-        return getattr(getattr(self, section), name)
+        obj = getattr(self, section, None) if section in SECTIONS else None
+        if not name or obj is None:
+            if dotted == "seed":
+                return self.seed
+            raise DistclipError(f"unknown config key {dotted!r}; write seed or section.key, e.g. algorithm.tau")
+        if isinstance(obj, Component) and name == obj.selector:
+            return obj.name
+        params = obj.params if isinstance(obj, Component) else obj
+        k = schema.keys(type(params)).get(name)
+        if k is None:
+            raise AttributeError(f"{section} has no key {name!r}")
+        return schema.get(params, k)
 
 
 def _component(section: str, table: dict[str, Any]) -> Component:
@@ -262,34 +272,3 @@ def to_toml(cfg: Config) -> str:
         else:
             doc[name] = schema.to_table(section)
     return dump_toml(doc)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        return "inf" if v == math.inf else "-inf" if v == -math.inf else "nan" if math.isnan(v) else repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {v!r} as TOML")
-
-
-def dump_toml(doc: dict[str, Any]) -> str:
-    """Write a config document (scalars, tables, arrays of tables) as TOML."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict | list) or
-             (isinstance(v, list) and not all(isinstance(x, dict) for x in v))]
-    for name, value in doc.items():
-        if isinstance(value, dict):
-            lines.append(f"\n[{name}]")
-            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
-        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
-            for entry in value:
-                lines.append(f"\n[[{name}]]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
-    return "\n".join(lines) + "\n"

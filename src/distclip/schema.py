@@ -11,6 +11,7 @@ dataclasses instead of one object that knows every key. Nothing here knows any a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -219,3 +220,35 @@ def in_range(name: str, value: float, lo: float, hi: float, *, closed: str = "[)
     ok_hi = value <= hi if closed[1] == "]" else value < hi
     if not (ok_lo and ok_hi) or math.isnan(value):
         raise DistclipError(f"{name} = {value} must be in {closed[0]}{lo:g}, {hi:g}{closed[1]}" + note)
+
+
+# -- writing TOML ----------------------------------------------------------------------------------------------
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "inf" if v == math.inf else "-inf" if v == -math.inf else "nan" if math.isnan(v) else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
+def dump_toml(doc: dict[str, Any]) -> str:
+    """Write a config document (scalars, tables, arrays of tables) as TOML."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict | list) or
+             (isinstance(v, list) and not all(isinstance(x, dict) for x in v))]
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            lines.append(f"\n[{name}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in value.items()]
+        elif isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+            for entry in value:
+                lines.append(f"\n[[{name}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in entry.items()]
+    return "\n".join(lines) + "\n"

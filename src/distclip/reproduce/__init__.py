@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..errors import DistclipError
 from ..plotting import plot_loss_panels, plot_runs, plot_training
 from ..report import format_table, grid_groups
 from ..runner import RunResult, run_sweep
+from ..version import __version__
 from . import special
 from .claims import TYPES, Claim, evaluate
 from .seeds import average_seeds

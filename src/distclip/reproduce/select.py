@@ -35,7 +35,12 @@ def config_value(cfg: Any, key: str) -> Any:
     """
     get = getattr(cfg, "get", None)
     if callable(get):
-        return get(key)
+        if not known_key(key) and hasattr(cfg, "given"):
+            raise DistclipError(f"unknown config key {key!r}; write seed or section.key, e.g. algorithm.tau")
+        try:
+            return get(key)
+        except AttributeError:  # a key of another algorithm or problem kind: unset for this run
+            return None
     if key == "seed":
         return cfg.seed
     section, _, name = key.partition(".")
@@ -49,18 +54,33 @@ def config_value(cfg: Any, key: str) -> Any:
 
 def check_selection(selection: Any, where: str) -> None:
     """Raise DistclipError when ``selection`` is not a table of known config keys and valid values."""
-    from ..config import Config
-
     if not isinstance(selection, dict):
         raise DistclipError(f"{where}: a run selection is a table of config keys, got {selection!r}")
+    for key in selection:
+        if not known_key(key):
+            raise DistclipError(f"{where}: unknown config key {key!r}; write seed or section.key, e.g. algorithm.tau")
     for key, want in selection.items():
-        try:
-            config_value(Config(), key)
-        except (DistclipError, KeyError, AttributeError, ValueError) as e:
-            raise DistclipError(f"{where}: {e}") from None
         if isinstance(want, dict) and (len(want) != 1 or not set(want) <= _OPERATORS):
             raise DistclipError(f"{where}: {key} = {want!r}; a table value is one of {{ unset = true }}, "
                                 "{ max = true }, { min = true }, { in = [...] }")
+
+
+def known_key(key: str) -> bool:
+    """Whether some algorithm, problem kind or section has TOML key ``key``."""
+    from .. import schema
+    from ..algorithms import ALGORITHMS
+    from ..problems import kinds
+    from ..sections import PartitionConfig, RunConfig
+
+    if key == "seed":
+        return True
+    section, _, name = key.partition(".")
+    if section == "algorithm":
+        return name == "name" or any(name in schema.keys(a.Params) for a in ALGORITHMS.values())
+    if section == "problem":
+        return name == "kind" or any(name in schema.keys(kinds.get(k).config) for k in kinds.MODULES)
+    plain = {"partition": PartitionConfig, "run": RunConfig}.get(section)
+    return plain is not None and name in schema.keys(plain)
 
 
 def _matches(value: Any, want: Any) -> bool:
