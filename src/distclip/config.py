@@ -82,6 +82,7 @@ class Config:
     sweep: list[dict[str, Any]] = field(default_factory=list)
     given: frozenset[str] = field(default_factory=frozenset, repr=False)  # "section.key" set explicitly
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the document it was built from
+    origin: Path | None = field(default=None, repr=False, compare=False)  # the config file's folder
 
     def get(self, dotted: str) -> Any:
         """A resolved value by its TOML name: ``seed``, ``algorithm.name``, ``problem.lambda``, ``run.steps``.
@@ -113,11 +114,12 @@ def _component(section: str, table: dict[str, Any]) -> Component:
     return Component(name, params, slot.selector, entry)
 
 
-def from_dict(raw: dict[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from a parsed TOML document."""
+def from_dict(raw: dict[str, Any], origin: Path | None = None) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML document (``origin``: the folder relative paths in
+    it are read from; default the current directory)."""
     original = copy.deepcopy(raw)
     raw = dict(raw)
-    cfg = Config(raw=original)
+    cfg = Config(raw=original, origin=origin)
     given: set[str] = set()
     if "seed" in raw:
         seed = raw.pop("seed")
@@ -173,7 +175,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
         if not sep or not key.strip():
             raise DistclipError(f"--set {item!r} must look like section.key=value")
         set_key(raw, key.strip(), parse_value(text.strip()))
-    return from_dict(raw)
+    return from_dict(raw, p.resolve().parent)
 
 
 def parse_value(text: str) -> Any:
@@ -214,7 +216,7 @@ def expand(cfg: Config) -> list[tuple[str, Config]]:
                 raise DistclipError(f"sweep label {label!r} cannot be formatted ({type(e).__name__}: {e}); write "
                                     "{key} fields only for keys the entry sets, and {{ }} for braces") from None
             try:
-                runs.append((_slug(label), from_dict(doc)))
+                runs.append((_slug(label), from_dict(doc, cfg.origin)))
             except DistclipError as e:
                 raise DistclipError(f"sweep run {label!r}: {e}") from None
     labels = [r[0] for r in runs]

@@ -47,6 +47,7 @@ class RunResult:
     out_dir: Path | None = None
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    module: Any = None  # problem kind torch: the user's nn.Module holding the final weights
 
 
 @dataclass(frozen=True)
@@ -95,16 +96,16 @@ def _restarted() -> bool:
     return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
 
 
-def _setup(cfg: Config) -> tuple[Problem, Transport]:
+def _setup(cfg: Config, objects: dict[str, Any]) -> tuple[Problem, Transport]:
     """Problem and transport for this process; in distributed mode every rank agrees or all fail."""
     distributed = cfg.run.engine == "distributed" or (cfg.run.engine == "auto" and launched())
     if not distributed:
-        problem = build_problem(cfg)
+        problem = build_problem(cfg, None, objects)
         return problem, InProcess(problem.n_clients, problem.x0().device)
     device = init_distributed(cfg.run.backend, cfg.run.device, cfg.run.timeout_s)
     error, problem = None, None
     try:
-        problem = build_problem(cfg, device)
+        problem = build_problem(cfg, device, objects)
     except DistclipError as e:
         error = str(e)
     agree(error)
@@ -127,18 +128,20 @@ def _summary(cfg: Config, label: str, transport: Transport, problem: Problem, le
 
 
 def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = None, *,
-        progress: bool = False, label: str = "", resume: bool = False) -> RunResult:
+        progress: bool = False, label: str = "", resume: bool = False, model: Any = None, data: Any = None,
+        loss: Any = None) -> RunResult:
     """Run one experiment, in this process or as one rank of a ``torch.distributed`` job.
 
-    With ``out`` set, rank 0 writes config.toml, metrics.jsonl, summary.json (and checkpoint.pt every
-    ``run.checkpoint_every`` steps) there. ``resume=True`` continues the run in ``out`` from its
-    checkpoint (or from the start if it has none) without duplicating logged steps; a worker group
-    restarted by torchrun does this by itself.
+    ``model``, ``data``, ``loss``: the user's objects for ``problem.model``/``data``/``loss`` (see
+    :mod:`distclip.problems.torch_module`). With ``out`` set, rank 0 writes config.toml,
+    metrics.jsonl, summary.json (and checkpoint.pt every ``run.checkpoint_every`` steps) there.
+    ``resume=True`` continues the run in ``out`` from its checkpoint (or from the start if it has none)
+    without duplicating logged steps; a worker group restarted by torchrun does this by itself.
     """
     cfg = config if isinstance(config, Config) else from_dict(config) if isinstance(config, dict) else load(config)
     if cfg.sweep:
         raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
-    problem, transport = _setup(cfg)
+    problem, transport = _setup(cfg, {k: v for k, v in dict(model=model, data=data, loss=loss).items() if v is not None})
     writer_rank = transport.rank == 0
     ctx, facts = build_context(cfg, problem, transport)
     spec = ALGORITHMS[cfg.algorithm.name]
@@ -151,8 +154,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         except DistclipError as e:
             error = str(e)
     transport.agree(error)
-    label = label or found.label
-    rows, done = found.rows, found.last_logged
+    label, rows, done = label or found.label, found.rows, found.last_logged
     payload = transport.broadcast(found.payload)
     resumed = None
     if payload is not None:
@@ -199,10 +201,11 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
             writer.close()
     summary.update(status="ok", final=rows[-1] if rows else None, total_s=time.perf_counter() - t0,
                    last_clip_step=prog.last_clip, steps_done=prog.step)
-    model = spec.rules.model(state, ctx)
+    x = spec.rules.model(state, ctx)
     if out_dir is not None and writer_rank:
         rundir.write_summary(out_dir, summary)
-    return RunResult(cfg, rows, summary, model, out_dir, summary["label"])
+    module = problem.as_module(x) if hasattr(problem, "as_module") else None
+    return RunResult(cfg, rows, summary, x, out_dir, summary["label"], module=module)
 
 
 def run_sweep(cfg: Config, out: str | Path, *, progress: bool = False,

@@ -78,6 +78,18 @@ CASES = {
     "celgc-baseline-full": logreg({"name": "celgc", "lr": 1.0, "gamma": 0.02, "baseline": True}, steps=40),
     "naive-official-full": logreg({"name": "naive-parallel-clip", "lr": 1.0, "tau": 0.02, "official": True},
                                   steps=40),
+    # the user's own nn.Module (problem kind torch): vmap path, and the loop path with per-client dropout masks
+    "torch-mlp-celgc": {"seed": 0, "problem": {"kind": "torch", "model": f"{ROOT}/tests/problems/user_models.py:mlp",
+                                               "data": f"{ROOT}/tests/problems/user_models.py:digits"},
+                        "partition": {"clients": 5, "scheme": "sorted"},
+                        "algorithm": {"name": "celgc", "lr": 0.5, "gamma": 0.05, "local_steps": 3},
+                        "run": {"steps": 9, "batch_size": 8, "log_every": 3}},
+    "torch-dropout-clip21": {"seed": 0, "problem": {"kind": "torch",
+                                                    "model": str(ROOT / "tests/problems/user_models.py:with_dropout"),
+                                                    "data": str(ROOT / "tests/problems/user_models.py:digits")},
+                             "partition": {"clients": 5, "scheme": "iid"},
+                             "algorithm": {"name": "clip21", "lr": 0.5, "tau": 0.5},
+                             "run": {"steps": 6, "batch_size": 8, "log_every": 3}},
     "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 2, "client_rate": 0.6,
                                  "noise_multiplier": 1.0}, batch=8),
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ MODULES: dict[str, str] = {
     "resnet56": "classifiers",
     "vgg11": "classifiers",
     "lstm": "lstm",
+    "torch": "torch_module",
 }
 
 
@@ -46,7 +48,8 @@ MODULES: dict[str, str] = {
 class ProblemKind:
     """A problem kind: its config class, how to build it, and (for labelled data) how to load its rows.
 
-    ``build(cfg, dtype, device)`` returns the :class:`~distclip.problems.base.Problem`; ``labelled(cfg)``
+    ``build(cfg, dtype, device)`` returns the :class:`~distclip.problems.base.Problem` (a kind that takes Python
+    objects, ``torch``, also gets ``objects``, e.g. the user's model given to ``distclip.run``); ``labelled(cfg)``
     returns (dataset with ``labels``, the row indices that are split into clients), or the kind has
     ``no_rows``, the reason it has none; ``targets``: it provides per-client vectors (mean estimation)."""
 
@@ -116,10 +119,17 @@ def build_partition(cfg: Config) -> tuple[Any, Partition]:
     return data, dataclasses.replace(part, rows=rows)
 
 
-def build_problem(cfg: Config, device: torch.device | None = None) -> Problem:
-    """The problem of ``cfg`` (data loaded, partitioned) in its dtype, on ``device`` or ``run.device``."""
-    dtype = getattr(torch, cfg.run.dtype)
-    return get(cfg.problem.kind).build(cfg, dtype, device or run_device(cfg.run.device))
+def build_problem(cfg: Config, device: torch.device | None = None, objects: dict[str, Any] | None = None) -> Problem:
+    """The problem of ``cfg`` (data loaded, partitioned) in its dtype, on ``device`` or ``run.device``;
+    ``objects`` are Python objects standing in for config keys (``model``, ``data``, ``loss`` of kind torch)."""
+    dtype, device = getattr(torch, cfg.run.dtype), device or run_device(cfg.run.device)
+    kind = get(cfg.problem.kind)
+    if not objects:
+        return kind.build(cfg, dtype, device)
+    if "objects" not in inspect.signature(kind.build).parameters:
+        raise DistclipError(f"{', '.join(sorted(objects))} given as Python objects, but problem kind '{kind.name}' "
+                            "takes none; set problem.kind = 'torch'")
+    return kind.build(cfg, dtype, device, objects=objects)
 
 
 def run_device(name: str) -> torch.device:
