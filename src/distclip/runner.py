@@ -141,7 +141,8 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     cfg = config if isinstance(config, Config) else from_dict(config) if isinstance(config, dict) else load(config)
     if cfg.sweep:
         raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
-    problem, transport = _setup(cfg, {k: v for k, v in dict(model=model, data=data, loss=loss).items() if v is not None})
+    objects = {k: v for k, v in {"model": model, "data": data, "loss": loss}.items() if v is not None}
+    problem, transport = _setup(cfg, objects)
     writer_rank = transport.rank == 0
     ctx, facts = build_context(cfg, problem, transport)
     spec = ALGORITHMS[cfg.algorithm.name]
@@ -154,8 +155,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         except DistclipError as e:
             error = str(e)
     transport.agree(error)
-    label, rows, done = label or found.label, found.rows, found.last_logged
-    payload = transport.broadcast(found.payload)
+    label, rows, done, payload = label or found.label, found.rows, found.last_logged, transport.broadcast(found.payload)
     resumed = None
     if payload is not None:
         resumed = checkpoint.restore(payload, spec.rules, transport, ctx.x0.device, problem)
