@@ -18,10 +18,12 @@ import torch
 
 from ..engine.memory import keep_freed_memory
 from ..errors import DistclipError
-from . import clip21_logreg, communication, distributed, scaling, simulator
+from . import clip21_logreg, communication, distributed, scaling, simulator, torch_kind
 from .common import Result, describe, machine, use_clock, write
 
-BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (simulator, scaling, clip21_logreg, communication, distributed)}
+BENCHMARKS: dict[str, ModuleType] = {
+    m.NAME: m for m in (simulator, torch_kind, scaling, clip21_logreg, communication, distributed)
+}
 
 
 def bench(names: list[str], out: Path, *, quick: bool = False, repeats: int | None = None,

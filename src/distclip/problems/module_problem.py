@@ -23,7 +23,7 @@ STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDrop
 class ModuleProblem:
     def __init__(self, module: nn.Module, inputs: Tensor, labels: Tensor, test: tuple[Tensor, Tensor] | None,
                  loss: Any, classify: bool, seed: int, dtype: torch.dtype, device: torch.device, vectorise: str,
-                 chunk: int, info: dict[str, Any]) -> None:
+                 chunk: int, info: dict[str, Any], eval_rows: int = 0) -> None:
         self.module = module.to(device=device, dtype=dtype)
         self.dtype, self.device, self.seed, self.classify, self._loss = dtype, device, seed, classify, loss
         self.names = [n for n, p in self.module.named_parameters() if p.requires_grad]
@@ -36,8 +36,17 @@ class ModuleProblem:
         self.X, self.Y = self._to(inputs), labels.to(device)  # [N, m, ...]
         self.n_clients, self.m = labels.shape[:2]
         self.test = None if test is None else (self._to(test[0]), test[1].to(device))
+        self.eval = (self.X.flatten(0, 1), self.Y.flatten(0, 1))
+        if eval_rows:  # fixed seeded samples of the logged rows (as the built-in image kinds' eval_rows)
+            pick = np.random.default_rng(seed + 104729)
+            self.eval = tuple(t[torch.from_numpy(np.sort(pick.permutation(len(t))[:eval_rows])).to(device)]
+                              for t in self.eval)
+            if self.test is not None:
+                rows = torch.from_numpy(np.sort(pick.permutation(len(self.test[1]))[:eval_rows])).to(device)
+                self.test = (self.test[0][rows], self.test[1][rows])
         self._x0 = torch.cat([params[n].detach().reshape(-1) for n in self.names]).clone()
         self._info, self.chunk, self.sources = info, chunk, {}
+        self._grads = {r: vmap(grad(self._batch_loss), randomness=r) for r in ("error", "different")}
         self.path, self.reason = self._choose(vectorise)
         self._logged: tuple[Tensor, float, float, Tensor] | None = None
 
@@ -92,7 +101,7 @@ class ModuleProblem:
         return None
 
     def _vmap_grads(self, x: Tensor, inputs: Tensor, labels: Tensor, randomness: str = "error") -> Tensor:
-        return vmap(grad(self._batch_loss), randomness=randomness)(x, inputs, labels)
+        return self._grads[randomness](x, inputs, labels)
 
     # -- the Problem interface --------------------------------------------------------------------------------
     def x0(self) -> Tensor:
@@ -115,11 +124,14 @@ class ModuleProblem:
     def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         point = x.expand(len(clients), -1) if x.dim() == 1 else x
         inputs, labels = self._take(self.X, clients, batch), self._take(self.Y, clients, batch)
-        out = point.new_empty(len(clients), self.dim)
         self.module.train()
+        step = self.chunk or len(clients)
+        if self.path == "vmap" and step >= len(clients):  # one call: its result is the new stack
+            with torch.enable_grad():
+                return self._vmap_grads(point, inputs, labels)
+        out = point.new_empty(len(clients), self.dim)
         with torch.enable_grad():
             if self.path == "vmap":
-                step = self.chunk or len(clients)
                 for s in range(0, len(clients), step):
                     out[s: s + step] = self._vmap_grads(point[s: s + step], inputs[s: s + step], labels[s: s + step])
             else:
@@ -158,7 +170,7 @@ class ModuleProblem:
 
     def _train_metrics(self, x: Tensor) -> tuple[float, float, Tensor]:
         if self._logged is None or not torch.equal(self._logged[0], x):
-            loss, acc, g = self._eval(x, self.X.flatten(0, 1), self.Y.flatten(0, 1), True)
+            loss, acc, g = self._eval(x, *self.eval, True)
             self._logged = (x.detach().clone(), loss, acc, g)
         return self._logged[1], self._logged[2], self._logged[3].clone()
 
@@ -201,4 +213,5 @@ class ModuleProblem:
 
     def info(self) -> dict[str, Any]:
         return {"dim": self.dim, **self._info, "vectorise": self.path, "vectorise_reason": self.reason,
-                "test_rows": 0 if self.test is None else len(self.test[1]), "objects": self.sources}
+                "eval_rows": len(self.eval[1]), "test_rows": 0 if self.test is None else len(self.test[1]),
+                "objects": self.sources}

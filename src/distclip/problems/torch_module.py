@@ -42,12 +42,13 @@ class TorchConfig:
                     "mean loss over the batch")
     vectorise: str = key("auto", "auto | vmap | loop: how the clients of a process are computed")
     chunk: int = key(0, "clients per vmap call (bounds memory; 0: all clients of the process at once)")
+    eval_rows: int = key(0, "log f, ∇f and test metrics on this many seeded train (and test) rows (0: all)")
     x0: float | list[float] | None = start_key(None)
 
     def validate(self, cfg: Any) -> TorchConfig:
         choice("problem.vectorise", self.vectorise, ("auto", "vmap", "loop"))
-        if self.chunk < 0:
-            raise DistclipError(f"problem.chunk = {self.chunk} must be >= 0 (0: all clients at once)")
+        if self.chunk < 0 or self.eval_rows < 0:
+            raise DistclipError("problem.chunk and problem.eval_rows must be >= 0 (0: all clients, all rows)")
         if self.loss not in LOSSES and ":" not in self.loss:
             raise DistclipError(f"problem.loss = {self.loss!r}: choose one of {', '.join(LOSSES)} or 'FILE.py:NAME'")
         base = getattr(cfg, "origin", None)
@@ -118,7 +119,7 @@ def _rows(inputs: Tensor, labels: Tensor | None, cfg: Any) -> tuple[np.ndarray, 
 
     p = cfg.partition
     label_based = p.scheme in ("sorted", "similarity", "dirichlet")
-    if labels is None or (label_based and labels.dim() != 1):
+    if labels is None or labels.dim() != 1:
         if label_based:
             what = "no labels" if labels is None else f"labels of shape {list(labels.shape[1:])} per row"
             raise DistclipError(f"partition.scheme = {p.scheme!r} splits by label, but problem.data gives {what}; "
@@ -164,7 +165,7 @@ def build(cfg: Any, dtype: torch.dtype, device: torch.device, objects: dict[str,
         raise DistclipError("problem.data gives inputs without labels; the loss needs (input, label) pairs")
     test_t = None if test is None else as_tensors(test, "problem.data (test)")
     problem = module_problem.ModuleProblem(module, inputs, labels, test_t, loss_fn, loss == "cross_entropy",
-                                           cfg.seed, dtype, device, p.vectorise, p.chunk, info)
+                                           cfg.seed, dtype, device, p.vectorise, p.chunk, info, p.eval_rows)
     problem.describe_objects({k: isinstance(given[k], str) for k in given})
     return with_start(problem, p.x0, dtype, device)
 

@@ -1,0 +1,46 @@
+"""Every example config runs, shortened (the README's and the examples' own commands, with fewer steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distclip.cli import main
+
+ROOT = Path(__file__).parents[1]
+SHORT = {
+    "celgc_logreg.toml": ["run.steps=4", "run.log_every=2"],
+    "own_model/transformer_ptb.toml": ["run.steps=2", "run.log_every=1", "problem.eval_rows=16"],
+    "own_model/cnn_mnist.toml": ["run.steps=2", "run.log_every=1"],
+}
+
+
+def test_every_example_is_listed() -> None:
+    found = {str(p.relative_to(ROOT / "examples")) for p in (ROOT / "examples").rglob("*.toml")}
+    assert found == set(SHORT)
+
+
+@pytest.mark.parametrize("name", list(SHORT))
+def test_example_runs(name: str, tmp_path: Path) -> None:
+    args = [a for o in SHORT[name] for a in ("--set", o)]
+    assert main(["run", str(ROOT / "examples" / name), "--out", str(tmp_path / "out"), "--quiet", *args]) == 0
+    summaries = list((tmp_path / "out").rglob("summary.json"))
+    assert summaries and all(json.loads(s.read_text())["status"] == "ok" for s in summaries)
+
+
+@pytest.mark.slow
+def test_own_cnn_example_under_torchrun(tmp_path: Path) -> None:
+    """The command in cnn_mnist.toml's header, shortened: 2 gloo processes, each holding 4 of the 8 clients."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "distclip",
+           "run", str(ROOT / "examples/own_model/cnn_mnist.toml"), "--out", str(tmp_path / "out"), "--quiet",
+           "--no-plot", "--set", "run.steps=2", "--set", "run.log_every=1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "clip21" / "summary.json").read_text())
+    assert summary["engine"] == "TorchDistributed" and summary["world_size"] == 2
