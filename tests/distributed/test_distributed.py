@@ -156,6 +156,9 @@ def test_same_numbers_as_simulator(launched, label):
 
 # -- checkpoints and resume ----------------------------------------------------------------------
 RESUMABLE = {
+    "torch-dropout-scaffold": {**CASES["torch-dropout-clip21"], "algorithm": {"name": "scaffold", "lr": 0.5,
+                                                                             "local_steps": 3},
+                               "run": {"steps": 40, "batch_size": 8, "log_every": 3, "checkpoint_every": 10}},
     "celgc": logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4, "momentum": 0.9}, steps=40,
                     batch=8, checkpoint_every=10),
     "clip21": logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}, steps=40, checkpoint_every=10),
@@ -216,7 +219,7 @@ def test_simulator_resume_is_bit_identical(tmp_path, monkeypatch, label):
     assert resumed.summary["last_clip_step"] == full.summary["last_clip_step"]
 
 
-@pytest.mark.parametrize("label", ["celgc", "celgc-awd-lstm-carry"])
+@pytest.mark.parametrize("label", ["celgc", "celgc-awd-lstm-carry", "torch-dropout-scaffold"])
 def test_checkpoints_move_between_world_sizes(tmp_path, label):
     """Simulator -> 2 ranks -> 3 ranks -> simulator, each leg resuming the previous leg's checkpoint."""
     doc = RESUMABLE[label]
