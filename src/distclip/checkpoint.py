@@ -86,8 +86,15 @@ def restore(payload: dict, rules: ModuleType, transport: Transport, device: torc
     fields = {}
     lo = int(transport.clients[0]) if len(transport.clients) else 0
     hi = lo + len(transport.clients)
+    dim = getattr(problem, "dim", None)
     for f in dataclasses.fields(rules.State):
+        if f.name not in payload["state"]:
+            raise DistclipError(f"the checkpoint has no state field {f.name!r}; it was written by another algorithm")
         value = payload["state"][f.name]
+        if value is not None and is_per_client(f) and (len(value) != transport.n_clients or (
+                dim is not None and value.dim() == 2 and value.shape[1] != dim)):
+            raise DistclipError(f"the checkpoint's {f.name} has shape {list(value.shape)}, not "
+                                f"[{transport.n_clients}, {dim}] (clients, dimension)")
         if value is not None:
             value = value[lo:hi] if is_per_client(f) else value
             value = value.to(device)

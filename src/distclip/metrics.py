@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import DistclipError
+
 
 def _clean(v: Any) -> Any:
     """JSON has no inf/nan: write them as strings that :func:`read_metrics` turns back into floats."""
@@ -35,14 +37,46 @@ class MetricsWriter:
         self._f.close()
 
 
-def read_metrics(path: Path) -> list[dict[str, Any]]:
+def read_metrics(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The rows of ``path``. A torn last line (a crash or a full disk mid-write) is an error, or with ``repair``
+    is cut off the file, keeping every whole line (see :func:`repair_tail`)."""
+    if repair:
+        repair_tail(path)
     rows = []
     with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
                 row = json.loads(line)
-                rows.append({k: float(v) if v in ("inf", "-inf", "nan") else v for k, v in row.items()})
+            except json.JSONDecodeError:
+                raise DistclipError(f"{path} line {number} is not a JSON row (a torn write?); resume the run to "
+                                    "repair a torn last line, or delete the file") from None
+            rows.append({k: float(v) if v in ("inf", "-inf", "nan") else v for k, v in row.items()})
     return rows
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line off ``path`` (one that does not end in a newline or is not JSON); return the bytes
+    removed (0 when the file ends cleanly). Whole lines before it are kept as they are."""
+    data = path.read_bytes()
+    if not data:
+        return 0
+    body, _, last = data.rstrip(b"\n").rpartition(b"\n")
+    keep = len(body) + 1 if body else 0
+    try:
+        json.loads(last)
+        if data.endswith(b"\n"):
+            return 0
+        keep = len(data)  # a whole row that only lacks its newline: keep it and add the newline
+        with path.open("ab") as f:
+            f.write(b"\n")
+        return 0
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        pass
+    with path.open("r+b") as f:
+        f.truncate(keep)
+    return len(data) - keep
 
 
 def write_atomic(path: Path, data: bytes) -> None:

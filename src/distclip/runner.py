@@ -143,26 +143,54 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
         raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
     objects = {k: v for k, v in {"model": model, "data": data, "loss": loss}.items() if v is not None}
     problem, transport = _setup(cfg, objects)
-    writer_rank = transport.rank == 0
     ctx, facts = build_context(cfg, problem, transport)
     spec = ALGORITHMS[cfg.algorithm.name]
     out_dir = None if out is None else Path(transport.broadcast(str(out)))
+    length = resolve_length(cfg, problem)
+    found, resumed = _start(cfg, out_dir, transport, spec, ctx, problem, resume, length.steps)
+    try:
+        return _train(cfg, spec, ctx, problem, transport, out_dir, found, resumed, length, facts, label, progress)
+    finally:
+        found.release()
+
+
+def _start(cfg: Config, out_dir: Path | None, transport: Transport, spec: Any, ctx: Context, problem: Problem,
+           resume: bool, steps: int) -> tuple[rundir.Resumed, tuple[Any, Progress] | None]:
+    """Lock and read the run directory (rank 0), restore the checkpoint (every rank), then write config.toml."""
     continuing = resume or (_restarted() and out_dir is not None and (out_dir / "metrics.jsonl").exists())
     found, error = rundir.Resumed(), None
-    if out_dir is not None and writer_rank:
+    if out_dir is not None and transport.rank == 0:
         try:
-            found = rundir.open_run(out_dir, cfg, continuing)
+            found = rundir.open_run(out_dir, cfg, continuing, resume, steps)
         except DistclipError as e:
             error = str(e)
     transport.agree(error)
-    label, rows, done, payload = label or found.label, found.rows, found.last_logged, transport.broadcast(found.payload)
-    resumed = None
+    payload, resumed, error = transport.broadcast(found.payload), None, None
     if payload is not None:
-        resumed = checkpoint.restore(payload, spec.rules, transport, ctx.x0.device, problem)
-        rows = [r for r in rows if r["step"] <= resumed[1].step]
+        try:
+            resumed = checkpoint.restore(payload, spec.rules, transport, ctx.x0.device, problem)
+        except Exception as e:  # loadable, but not this run's state (shapes, fields)
+            error = f"{out_dir / checkpoint.NAME} does not fit this run ({type(e).__name__}: {e}); delete it to restart"
+        found.rows = [r for r in found.rows if resumed is None or r["step"] <= resumed[1].step]
+    try:
+        transport.agree(error)
+        if out_dir is not None and transport.rank == 0:
+            rundir.write_config(out_dir, cfg)
+    except BaseException:
+        found.release()
+        raise
+    return found, resumed
+
+
+def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Transport, out_dir: Path | None,
+           found: rundir.Resumed, resumed: tuple[Any, Progress] | None, length: Length, facts: dict[str, Any],
+           label: str, progress: bool) -> RunResult:
+    """The training loop with its logging, checkpoints and summary (rank 0 writes)."""
+    writer_rank = transport.rank == 0
+    label, rows, done = label or found.label, found.rows, found.last_logged
+    if resumed is not None:
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
-    length = resolve_length(cfg, problem)
     accountant = ledger.ledger(spec, ctx.hp, length.steps)
 
     def log(row: dict[str, Any]) -> None:

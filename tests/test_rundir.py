@@ -1,0 +1,146 @@
+"""Run directories: the lock, resume that refuses what it cannot continue, torn last lines, safe labels, no stub
+directories, and config.toml rerunning the run for every problem kind."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from distclip.cli import main
+from distclip.config import dump_toml, from_dict
+from distclip.errors import DistclipError
+from distclip.rundir import LOCK, Lock
+from distclip.runner import run, run_sweep
+
+ROOT = Path(__file__).parents[1]
+TOY = {"problem": {"kind": "quadratic", "centres": [3.0, -3.0], "x0": 1.0},
+       "algorithm": {"name": "clip21", "lr": 0.5, "tau": 1.0}, "run": {"steps": 20, "checkpoint_every": 5}}
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in rows]
+
+
+def error_of(fn: Any, *args: Any, **kw: Any) -> str:
+    with pytest.raises(DistclipError) as info:
+        fn(*args, **kw)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_a_directory_in_use_is_refused_and_a_dead_holder_taken_over(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    held = Lock(out)
+    try:
+        assert "is in use by another distclip process" in error_of(run, TOY, out)
+        assert not (out / "metrics.jsonl").exists()
+    finally:
+        held.release()
+    (out / LOCK).write_text("999999999\n")  # a pid no process has: the holder was killed
+    run(TOY, out)
+    assert "taking it over" in capsys.readouterr().err
+    assert (out / LOCK).read_text() == ""  # released at the end
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    full = run(TOY, out)
+    assert "holds a finished run (20 steps)" in error_of(run, TOY, out, resume=True)
+    assert "below the checkpoint's step 20" in error_of(run, {**TOY, "run": {**TOY["run"], "steps": 10}}, out,
+                                                        resume=True)
+    (out / "checkpoint.pt").unlink()
+    longer = {**TOY, "run": {**TOY["run"], "steps": 30}}
+    assert "has no checkpoint.pt to resume from" in error_of(run, longer, out, resume=True)
+    other = tmp_path / "gap"
+    run({**TOY, "run": {**TOY["run"], "steps": 10}}, other)
+    (other / "metrics.jsonl").unlink()
+    assert "its metrics.jsonl is missing" in error_of(run, TOY, other, resume=True)
+    assert full.metrics[-1]["step"] == 20
+
+
+def test_a_torn_last_line_is_repaired_on_resume(tmp_path: Path, capsys: Any) -> None:
+    out = tmp_path / "run"
+    run({**TOY, "run": {**TOY["run"], "steps": 10}}, out)
+    whole = (out / "metrics.jsonl").read_bytes()
+    (out / "metrics.jsonl").write_bytes(whole + b'{"step": 11, "loss": 0.5')  # a crash mid-write
+    again = run(TOY, out, resume=True)
+    assert "torn line" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(21))
+    assert comparable(rows) == comparable(run(TOY).metrics) == comparable(again.metrics)
+
+
+def test_a_checkpoint_of_another_shape_is_one_line_and_keeps_config_toml(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run({**TOY, "run": {**TOY["run"], "steps": 10}}, out)
+    before = (out / "config.toml").read_text()
+    payload = torch.load(out / "checkpoint.pt", weights_only=True)
+    payload["state"]["mem"] = torch.zeros(7, 3, dtype=torch.float64)
+    torch.save(payload, out / "checkpoint.pt")
+    assert "does not fit this run" in error_of(run, TOY, out, resume=True)
+    assert (out / "config.toml").read_text() == before
+
+
+@pytest.mark.parametrize(("label", "slug"), [("..", "run"), ("a/../../b", "a_.._.._b"), (".", "run")])
+def test_labels_stay_inside_out(tmp_path: Path, label: str, slug: str) -> None:
+    doc = {**TOY, "sweep": [{"set": {"algorithm.tau": 1.0}, "label": label}]}
+    run_sweep(from_dict(doc), tmp_path / "sweep")
+    assert (tmp_path / "sweep" / slug / "metrics.jsonl").exists()
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("label", ["{", "{nope}", "}{"])
+def test_bad_label_templates_are_one_line(tmp_path: Path, label: str) -> None:
+    doc = {**TOY, "sweep": [{"set": {"algorithm.tau": 1.0}, "label": label}]}
+    assert "cannot be formatted" in error_of(run_sweep, from_dict(doc), tmp_path / "s")
+    assert not (tmp_path / "s").exists()  # nothing written: the corrected rerun is not blocked
+
+
+def test_a_failed_validation_leaves_no_stub_directory(tmp_path: Path) -> None:
+    doc = {**TOY, "sweep": [{"grid": {"algorithm.tau": [1.0, -1.0]}}]}
+    config = tmp_path / "s.toml"
+    config.write_text(dump_toml(doc))
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    doc["sweep"] = [{"grid": {"algorithm.tau": [1.0, 0.5]}}]
+    config.write_text(dump_toml(doc))
+    assert main(["run", str(config), "--out", str(tmp_path / "out"), "--quiet", "--no-plot"]) == 0
+
+
+KINDS = {
+    "logreg": {"problem": {"kind": "logreg", "dataset": "breast-cancer_scale"}, "partition": {"clients": 4}},
+    "quadratic": {"problem": {"kind": "quadratic", "centres": [[1.0, 2.0], [0.0, -1.0]]}},
+    "quartic": {"problem": {"kind": "quartic", "H": 1.0, "sigma": 0.5}, "partition": {"clients": 4},
+                "run": {"batch_size": 2}},
+    "mlp": {"problem": {"kind": "mlp", "dataset": "digits", "hidden": [8]}, "partition": {"clients": 4},
+            "run": {"batch_size": 8}},
+    "cnn": {"problem": {"kind": "cnn", "dataset": "digits", "channels": [2, 4]}, "partition": {"clients": 4},
+            "run": {"batch_size": 8}},
+    "resnet20": {"problem": {"kind": "resnet20", "dataset": "digits", "width": 2, "eval_rows": 32},
+                 "partition": {"clients": 2}, "run": {"batch_size": 4}},
+    "lstm": {"problem": {"kind": "lstm", "dataset": "ptb", "path": str(ROOT / "tests/problems/tiny_ptb"),
+                         "hidden": [8], "bptt": 5}, "partition": {"clients": 2}, "run": {"batch_size": 2}},
+    "lstm-awd": {"problem": {"kind": "lstm", "dataset": "ptb", "path": str(ROOT / "tests/problems/tiny_ptb"),
+                             "model": "awd", "hidden": [8, 6], "bptt": 5}, "partition": {"clients": 2},
+                 "run": {"batch_size": 2}},
+    "torch": {"problem": {"kind": "torch", "model": str(ROOT / "tests/problems/user_models.py:mlp"),
+                          "data": str(ROOT / "tests/problems/user_models.py:digits")}, "partition": {"clients": 4},
+              "run": {"batch_size": 8}},
+}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_config_toml_reruns_the_run_for_every_problem_kind(kind: str, tmp_path: Path) -> None:
+    doc = {"seed": 1, "algorithm": {"name": "celgc", "lr": 0.1, "gamma": 0.05, "local_steps": 2}, **KINDS[kind]}
+    doc["run"] = {"steps": 4, "log_every": 2, **doc.get("run", {})}
+    first = run(doc, tmp_path / "a")
+    os.chdir(tmp_path)  # from anywhere
+    again = run(tmp_path / "a" / "config.toml", tmp_path / "b")
+    assert comparable(again.metrics) == comparable(first.metrics)
+    assert again.metrics[-1]["loss"] != first.metrics[0]["loss"] or kind == "quartic"  # it trained
