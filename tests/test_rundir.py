@@ -144,3 +144,12 @@ def test_config_toml_reruns_the_run_for_every_problem_kind(kind: str, tmp_path: 
     again = run(tmp_path / "a" / "config.toml", tmp_path / "b")
     assert comparable(again.metrics) == comparable(first.metrics)
     assert again.metrics[-1]["loss"] != first.metrics[0]["loss"] or kind == "quartic"  # it trained
+
+
+def test_a_run_without_a_terminal_prints_a_line_now_and_then(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
+    import distclip.engine.loop as loop
+
+    monkeypatch.setattr(loop, "HEARTBEAT_S", 0.0)
+    run({**TOY, "run": {"steps": 3}}, tmp_path / "run", progress=True)  # pytest's stderr is not a terminal
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("distclip: clip21-quadratic: step")]
+    assert [ln.split()[3] for ln in lines] == ["1/3", "2/3", "3/3"]

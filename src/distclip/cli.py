@@ -125,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     name = cfg.run.name or (args.config.stem if cfg.sweep else default_name(cfg))
     out = args.resume or args.out or timestamped("runs", name)
     lead = _rank() == 0  # under torchrun only rank 0 prints and plots
-    progress = lead and not args.quiet and sys.stderr.isatty()
+    progress = lead and not args.quiet  # a bar on a terminal, else a line every 30 s
     if not cfg.sweep:
         result = run(cfg, out, progress=progress, resume=args.resume is not None)
         out = result.out_dir or out
@@ -183,7 +183,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             print(f"  {name:<{width}}  {suite.title}{needs}")
         return 0
     out = args.out or timestamped("runs", args.name + ("-quick" if args.quick else ""))
-    results, claims, report = reproduce(args.name, out, args.quick, args.overrides, progress=sys.stderr.isatty())
+    results, claims, report = reproduce(args.name, out, args.quick, args.overrides, progress=True)
     print(format_table(results))
     for c in claims:
         print(f"  [{'ok' if c.holds else 'NO'}] {c.text}: {c.evidence}")

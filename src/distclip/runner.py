@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,10 +212,16 @@ def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Tr
         summary["privacy"] = accountant.describe()
     schedule = getattr(ctx.hp, "schedule", None)
     t0 = time.perf_counter()
+    bar = progress and writer_rank and sys.stderr.isatty()
+
+    def heartbeat(step: int, steps: int) -> None:  # without a terminal (CI, nohup, a log file): a line now and then
+        print(f"distclip: {summary['label']}: step {step}/{steps} ({100 * step / max(steps, 1):.0f}%), "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
     try:
         state, prog = train(
             spec.rules, ctx, problem, length.steps, length.log_every, log, evaluate=writer_rank,
-            progress=progress and writer_rank, resume=resumed,
+            progress=bar, resume=resumed, heartbeat=heartbeat if progress and writer_rank and not bar else None,
             checkpoint=save if out_dir is not None else None, checkpoint_every=cfg.run.checkpoint_every,
             step_size=None if schedule is None else schedule.step_size(length.steps_per_epoch, length.steps),
         )
@@ -222,7 +229,8 @@ def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Tr
         summary.update(status="diverged", error=str(e), final=rows[-1] if rows else None)
         if out_dir is not None and writer_rank:
             rundir.write_summary(out_dir, summary)
-            raise DistclipError(f"{e} (metrics up to step {rows[-1]['step']} kept in {out_dir})") from None
+            kept = f"metrics up to step {rows[-1]['step']}" if rows else "no step was logged; summary.json"
+            raise DistclipError(f"{e} ({kept} kept in {out_dir})") from None
         raise
     finally:
         if writer is not None:

@@ -67,8 +67,8 @@ class RunConfig:
         choice("run.dtype", self.dtype, ("float64", "float32"))
         choice("run.engine", self.engine, ("auto", "simulator", "distributed"))
         choice("run.backend", self.backend, ("auto", "gloo", "nccl"))
-        if not self.timeout_s > 0:
-            raise DistclipError(f"run.timeout_s = {self.timeout_s} must be > 0")
+        if not 0 < self.timeout_s < math.inf:
+            raise DistclipError(f"run.timeout_s = {self.timeout_s} must be a finite number of seconds > 0")
         if self.checkpoint_every < 0:
             raise DistclipError(f"run.checkpoint_every = {self.checkpoint_every} must be >= 0 (0: no checkpoints)")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):

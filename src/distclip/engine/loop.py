@@ -25,6 +25,8 @@ from ..problems.base import Problem
 from ..schedule import StepSize
 from .memory import keep_freed_memory
 
+HEARTBEAT_S = 30.0  # seconds between heartbeat calls
+
 
 class NonFinite(DistclipError):
     """A NaN or Inf appeared in the algorithm's state."""
@@ -69,12 +71,14 @@ def train(
     checkpoint: Callable[[Any, Progress], None] | None = None,
     checkpoint_every: int = 0,
     step_size: StepSize | None = None,
+    heartbeat: Callable[[int, int], None] | None = None,
 ) -> tuple[Any, Progress]:
     """Run server steps up to ``steps``; call ``log`` at step 0, every ``log_every`` steps and at the end.
 
     ``resume`` = (state, progress) continues a checkpointed run; ``checkpoint(state, progress)`` is
     called every ``checkpoint_every`` steps. Only a process with ``evaluate`` computes f and ∇f.
-    ``step_size`` scales η and γ at each step (joint decay, cosine).
+    ``step_size`` scales η and γ at each step (joint decay, cosine). ``heartbeat(step, steps)`` is called every
+    :data:`HEARTBEAT_S` seconds (a sign of life where no progress bar can be drawn).
     """
     keep_freed_memory()
     tr = ctx.transport
@@ -134,6 +138,7 @@ def train(
     else:
         state, p = resume
     bar = tqdm(total=steps, initial=p.step, disable=not progress, delay=2.0, unit="step", leave=False)
+    beat = time.monotonic()
     try:
         for t in range(p.step, steps):
             start = time.perf_counter()
@@ -154,6 +159,9 @@ def train(
             if checkpoint is not None and checkpoint_every and (t + 1) % checkpoint_every == 0:
                 checkpoint(state, p)
             bar.update()
+            if heartbeat is not None and time.monotonic() - beat >= HEARTBEAT_S:
+                heartbeat(p.step, steps)
+                beat = time.monotonic()
     finally:
         bar.close()
     return state, p

@@ -8,6 +8,7 @@ weights (:class:`~distclip.problems.network.Network`). The kinds differ only in 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..data.cifar10 import MISSING_PATH
 from ..data.images import IMAGE_DATASETS, load_images, split_rows
 from ..errors import DistclipError
 from ..schema import choice, group, in_range, key
-from .kinds import ProblemKind, build_partition, start_key, with_start
+from .kinds import ProblemKind, build_partition, local_path, start_key, with_start
 from .models import CNN, MLP
 from .network import Network
 from .resnet import DEEP_MODELS, deep_model
@@ -33,7 +34,7 @@ class ImageData:
     augment: bool = key(False, "cifar10: random 4-pad crops and flips in training")
     eval_rows: int = key(0, "log f, ∇f and accuracies on this many train (and test) rows (0: all)")
 
-    def validate(self, cfg: Any) -> None:
+    def validate(self, cfg: Any) -> ImageData:
         choice(f"problem.dataset (for {cfg.problem.kind})", self.dataset, IMAGE_DATASETS)
         in_range("problem.test_fraction", self.test_fraction, 0, 1)
         if self.dataset == "cifar10":
@@ -45,6 +46,7 @@ class ImageData:
             raise DistclipError(f"problem.augment (crops and flips) is for cifar10, not {self.dataset}; remove it")
         if self.eval_rows < 0:
             raise DistclipError("problem.eval_rows must be >= 0 (0: all rows)")
+        return dataclasses.replace(self, path=local_path(self.path, cfg))
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,9 @@ class MLPConfig:
     x0: float | list[float] | None = start_key(None)
 
     def validate(self, cfg: Any) -> MLPConfig:
-        self.data.validate(cfg)
         if any(w < 1 for w in self.hidden):
             raise DistclipError("problem.hidden must list widths >= 1")
-        return self
+        return dataclasses.replace(self, data=self.data.validate(cfg))
 
     def network(self, shape: tuple[int, ...], classes: int, kind: str) -> Any:
         return MLP(shape, self.hidden, classes)
@@ -70,10 +71,9 @@ class CNNConfig:
     x0: float | list[float] | None = start_key(None)
 
     def validate(self, cfg: Any) -> CNNConfig:
-        self.data.validate(cfg)
         if any(w < 1 for w in self.channels) or len(self.channels) != 2:
             raise DistclipError("problem.channels must list two channel counts >= 1")
-        return self
+        return dataclasses.replace(self, data=self.data.validate(cfg))
 
     def network(self, shape: tuple[int, ...], classes: int, kind: str) -> Any:
         return CNN(shape, self.channels, classes)
@@ -87,10 +87,9 @@ class DeepConfig:
     x0: float | list[float] | None = start_key(None)
 
     def validate(self, cfg: Any) -> DeepConfig:
-        self.data.validate(cfg)
         if (self.width is not None and self.width < 1) or self.groups < 1:
             raise DistclipError("problem.width and problem.groups must be >= 1")
-        return self
+        return dataclasses.replace(self, data=self.data.validate(cfg))
 
     def network(self, shape: tuple[int, ...], classes: int, kind: str) -> Any:
         return deep_model(kind, shape, classes, self.width, self.groups)

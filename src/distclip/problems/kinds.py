@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -88,8 +90,23 @@ def start_key(default: float | None) -> Any:
     return key(default, f"start x^0: a number (all coordinates) or a list of d numbers (default: {what})")
 
 
+def local_path(path: str | None, cfg: Any) -> str | None:
+    """A data path made absolute against the config file's folder (so config.toml reruns anywhere); a relative
+    path that exists only from the current directory (configs written before paths were resolved) is kept so."""
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    base = getattr(cfg, "origin", None) or Path.cwd()
+    here = (base / p).resolve()
+    return str(here if here.exists() or not p.exists() else p.resolve())
+
+
 def start(value: float | list[float], dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """x^0 of dimension ``dim`` from the ``x0`` key."""
+    if not all(math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+        raise DistclipError(f"problem.x0 = {value!r} is not finite; give finite numbers")
     if isinstance(value, list):
         if len(value) != dim:
             raise DistclipError(f"problem.x0 has {len(value)} entries but the problem has dimension {dim}")
@@ -134,5 +151,6 @@ def build_problem(cfg: Config, device: torch.device | None = None, objects: dict
 
 def run_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DistclipError(f"run.device = {name!r} but CUDA is not available here; use device = 'cpu'")
+        raise DistclipError(f"run.device = {name!r} but CUDA is not available here; set run.device = 'cpu' (a "
+                            "reproduce suite's full version needs a GPU: run its --quick version on a CPU)")
     return torch.device(name)

@@ -11,6 +11,7 @@ Kind ``logreg``: keys ``dataset`` or ``path``, ``n_features``, ``lambda``, ``fea
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +27,7 @@ from ..data.libsvm import Dataset, load_dataset
 from ..data.partition import Partition
 from ..errors import DistclipError
 from ..schema import choice, key
-from .kinds import ProblemKind, build_partition, start, start_key
+from .kinds import ProblemKind, build_partition, local_path, start, start_key
 
 DENSE_LIMIT_BYTES = 1 << 30  # "auto" densifies features up to 1 GiB
 
@@ -179,7 +180,7 @@ class LogRegConfig:
             raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
         if self.lam < 0 or math.isnan(self.lam) or math.isinf(self.lam):
             raise DistclipError(f"problem.lambda = {self.lam} must be a finite number >= 0")
-        return self
+        return dataclasses.replace(self, path=local_path(self.path, cfg))
 
 
 def labelled(cfg: Any) -> tuple[Dataset, np.ndarray]:

@@ -18,7 +18,7 @@ from ..data.corpus import load_corpus
 from ..errors import DistclipError
 from ..schema import choice, in_range, key
 from .awd_lstm import AWD_SIZES, PRESETS, AWDLanguageModel, needs_awd, regularisation
-from .kinds import ProblemKind, start_key, with_start
+from .kinds import ProblemKind, local_path, start_key, with_start
 from .language import LanguageModel
 
 _REGULARISATION = ("dropout", "dropouth", "dropouti", "dropoute", "wdrop", "ar", "tar")
@@ -63,7 +63,7 @@ class LSTMConfig:
             raise DistclipError(f"problem.bptt = {self.bptt} must be >= 1")
         if cfg.run.batch_size < 1:
             raise DistclipError("lstm trains on minibatches of windows; set run.batch_size >= 1")
-        return dataclasses.replace(self, hidden=hidden, **filled)
+        return dataclasses.replace(self, hidden=hidden, path=local_path(self.path, cfg), **filled)
 
 
 def build(cfg: Any, dtype: torch.dtype, device: torch.device) -> LanguageModel:
