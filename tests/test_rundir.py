@@ -153,3 +153,22 @@ def test_a_run_without_a_terminal_prints_a_line_now_and_then(tmp_path: Path, cap
     run({**TOY, "run": {"steps": 3}}, tmp_path / "run", progress=True)  # pytest's stderr is not a terminal
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("distclip: clip21-quadratic: step")]
     assert [ln.split()[3] for ln in lines] == ["1/3", "2/3", "3/3"]
+
+
+def test_tiny_inputs_cannot_ask_for_huge_memory(tmp_path: Path, monkeypatch: Any) -> None:
+    import gzip
+
+    from distclip.data import libsvm
+
+    bomb = tmp_path / "zeros.gz"
+    bomb.write_bytes(gzip.compress(b"0" * 4_000_000))  # 4 MB of zeros in a few KB
+    monkeypatch.setattr(libsvm, "MAX_BYTES", 1_000_000)
+    assert "decompresses to more than 1,000,000 bytes" in error_of(libsvm.load_libsvm, bomb)
+    wide = tmp_path / "wide.txt"
+    wide.write_text("1 2000000000:1\n-1 1:1\n")
+    assert "feature index 2,000,000,000, above the limit" in error_of(libsvm.load_libsvm, wide)
+    doc = {**TOY, "run": {"steps": 1, "batch_size": 10_000_000_000}}
+    assert "run.batch_size = 10000000000 must be in [0, 1,000,000]" in error_of(from_dict, doc)
+    ok = tmp_path / "ok.gz"
+    ok.write_bytes(gzip.compress(b"1 1:0.5\n-1 2:1\n") + gzip.compress(b"1 3:2\n"))  # two gzip members
+    assert libsvm.load_libsvm(ok).n_rows == 3

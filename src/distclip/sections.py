@@ -12,6 +12,8 @@ from .data.partition import SCHEMES
 from .errors import DistclipError
 from .schema import choice, in_range, key
 
+MAX_BATCH = 1_000_000  # rows per client per step
+
 
 @dataclass
 class PartitionConfig:
@@ -54,8 +56,9 @@ class RunConfig:
     def validate(self, cfg: Any) -> None:
         if self.steps < 0:
             raise DistclipError(f"run.steps = {self.steps} must be >= 0")
-        if self.batch_size < 0:
-            raise DistclipError(f"run.batch_size = {self.batch_size} must be >= 0 (0 = full gradients)")
+        if not 0 <= self.batch_size <= MAX_BATCH:
+            raise DistclipError(f"run.batch_size = {self.batch_size} must be in [0, {MAX_BATCH:,}] (0 = full "
+                                "gradients; the limit bounds the rows each client draws per step)")
         if self.log_every < 1:
             raise DistclipError(f"run.log_every = {self.log_every} must be >= 1")
         for name, steps_key in (("epochs", "steps"), ("log_every_epochs", "log_every")):

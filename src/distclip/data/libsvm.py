@@ -175,7 +175,7 @@ def _load_libsvm_cached(path: str, mtime_ns: int, size: int, n_features: int | N
         ) from None
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
+            raw = bounded_gunzip(raw, path)
         except (OSError, EOFError, zlib.error) as err:
             raise DistclipError(
                 f"dataset file {path} is not a valid gzip file ({_one_line(err)}): "
@@ -183,6 +183,32 @@ def _load_libsvm_cached(path: str, mtime_ns: int, size: int, n_features: int | N
             ) from None
     name = Path(path).name.removesuffix(".gz")
     return _parse(raw, n_features, name=name, source=path)
+
+
+#: the most bytes a dataset file may decompress to, and the most features (columns) it may use
+MAX_BYTES = int(os.environ.get("DISTCLIP_MAX_DATA_BYTES", str(2**30)))
+MAX_FEATURES = 10_000_000
+
+
+def bounded_gunzip(raw: bytes, path: str) -> bytes:
+    """gunzip ``raw``, refusing to produce more than :data:`MAX_BYTES` (a small file of zeros can expand 1000x)."""
+    out, stream = [], zlib.decompressobj(16 + zlib.MAX_WBITS)
+    total, data = 0, raw
+    while data:
+        chunk = stream.decompress(data, MAX_BYTES + 1 - total)
+        total += len(chunk)
+        out.append(chunk)
+        if total > MAX_BYTES:
+            raise DistclipError(f"dataset file {path} decompresses to more than {MAX_BYTES:,} bytes (the limit); give "
+                                "the uncompressed file, or raise DISTCLIP_MAX_DATA_BYTES if it is genuine")
+        data = stream.unconsumed_tail
+        if stream.eof:
+            data = stream.unused_data
+            if data:  # another gzip member
+                stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if not stream.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+    return b"".join(out)
 
 
 def load_dataset(dataset: str | None, path: str | None, n_features: int | None = None) -> Dataset:
@@ -220,6 +246,9 @@ def _parse(raw: bytes, n_features: int | None, *, name: str, source: str) -> Dat
     if not (np.isfinite(x.data).all() and np.isfinite(y).all()):
         raise _parse_error(raw, source, ValueError("non-finite label or feature value"))
     m, d = x.shape
+    if max(d, n_features or 0) > MAX_FEATURES:
+        raise DistclipError(f"dataset file {source} uses feature index {max(d, n_features or 0):,}, above the limit "
+                            f"{MAX_FEATURES:,} (a model vector of that size); check the file's indices")
     if m == 0:
         raise DistclipError(f"dataset file {source} has no data rows: give a non-empty svmlight file")
     if n_features is not None:
