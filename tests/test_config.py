@@ -348,3 +348,10 @@ def test_every_key_is_documented_and_every_component_listed() -> None:
             assert k.help, f"{name}: problem.{key} has no help text"
     assert "unknown" not in component("celgc") and "required" in component("celgc")  # lr is required
     assert "neither an algorithm nor a problem kind" in error_of(component, "adam")
+
+
+def test_set_with_an_empty_value_unsets_the_key(toy_config: Path) -> None:
+    assert load(toy_config, ["run.steps="]).run.steps == 1000  # the default again
+    assert "clip21 needs algorithm.tau" in error_of(load, toy_config, ["algorithm.tau="])
+    assert "must be an integer >= 0" not in error_of(load, toy_config, ["run.steps=2e2"])
+    assert "expected an integer" in error_of(load, toy_config, ["run.steps=2e2"])

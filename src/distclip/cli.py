@@ -31,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax)",
+        help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax); "
+        "--set section.key= unsets the key (its default)",
     )
 
     run = sub.add_parser(

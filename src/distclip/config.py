@@ -173,8 +173,12 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
-            raise DistclipError(f"--set {item!r} must look like section.key=value")
-        set_key(raw, key.strip(), parse_value(text.strip()))
+            raise DistclipError(f"--set {item!r} must look like section.key=value (section.key= unsets the key)")
+        if text.strip():
+            set_key(raw, key.strip(), parse_value(text.strip()))
+        else:  # --set section.key= : back to the default (unset)
+            section, _, name = key.strip().rpartition(".")
+            (raw.get(section, {}) if section else raw).pop(name, None)
     return from_dict(raw, p.resolve().parent)
 
 
