@@ -172,3 +172,26 @@ def test_tiny_inputs_cannot_ask_for_huge_memory(tmp_path: Path, monkeypatch: Any
     ok = tmp_path / "ok.gz"
     ok.write_bytes(gzip.compress(b"1 1:0.5\n-1 2:1\n") + gzip.compress(b"1 3:2\n"))  # two gzip members
     assert libsvm.load_libsvm(ok).n_rows == 3
+
+
+def test_a_sweep_whose_first_run_fails_leaves_no_stub(tmp_path: Path) -> None:
+    doc = {"problem": {"kind": "logreg", "path": str(tmp_path / "missing.svm")}, "algorithm": {"name": "gd", "lr": 0.1},
+           "sweep": [{"grid": {"algorithm.lr": [0.1, 0.2]}}]}
+    assert "missing.svm" in error_of(run_sweep, from_dict(doc), tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("problem.x0", float("nan"), "problem.x0 = nan is not finite"),
+    ("run.timeout_s", float("inf"), "run.timeout_s = inf must be a finite number"),
+])
+def test_values_that_used_to_exit_1_are_one_line(tmp_path: Path, capsys: Any, key: str, value: float,
+                                                  message: str) -> None:
+    section, _, name = key.partition(".")
+    doc = {**TOY, section: {**TOY.get(section, {}), name: value}}
+    config = tmp_path / "c.toml"
+    config.write_text(dump_toml(doc))
+    assert main(["run", str(config), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+

@@ -156,6 +156,18 @@ def write_config(out: Path, cfg: Config) -> None:
     (out / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
 
 
+def remove_stub(out: Path) -> None:
+    """Remove a sweep directory that holds nothing but its sweep.toml and empty (or lock-only) run folders."""
+    for sub in out.iterdir():
+        if sub.is_dir() and {p.name for p in sub.iterdir()} <= {LOCK, "config.toml"}:
+            for p in sub.iterdir():
+                p.unlink()
+            sub.rmdir()
+    (out / "sweep.toml").unlink(missing_ok=True)
+    if not any(out.iterdir()):
+        out.rmdir()
+
+
 def write_summary(out: Path, summary: dict[str, Any]) -> None:
     write_json_atomic(out / "summary.json", summary)
 

@@ -253,16 +253,22 @@ def run_sweep(cfg: Config, out: str | Path, *, progress: bool = False,
     """
     out = Path(out)
     runs = expand(cfg)  # every run validated before anything is written
+    fresh = not (out / "sweep.toml").exists()
     if os.environ.get("RANK", "0") == "0":
         rundir.prepare(out, continuing=True)
-        if not (out / "sweep.toml").exists():
+        if fresh:
             (out / "sweep.toml").write_text(to_toml(cfg), encoding="utf-8")
         elif not _restarted():
             raise DistclipError(f"{out} already holds a sweep; choose another --out")
     results = []
-    for label, sub in runs:
-        result = run(sub, out / label, progress=progress, label=label)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
+    try:
+        for label, sub in runs:
+            result = run(sub, out / label, progress=progress, label=label)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    except DistclipError:
+        if fresh and os.environ.get("RANK", "0") == "0" and not any(out.glob("*/metrics.jsonl")):
+            rundir.remove_stub(out)  # nothing was logged: leave no directory that blocks the corrected rerun
+        raise
     return results
