@@ -153,3 +153,10 @@ def test_partition_command_prints_histograms(tmp_path, capsys):
     assert "4 clients x 170 rows (dirichlet); 3 rows dropped" in stdout
     assert "scheme = 'dirichlet'" in _error(["partition", cfg, "--set", 'partition.scheme="iid"'], capsys)
     assert "no labelled rows" in _error(["partition", str(suite_path("clip21-toy"))], capsys)
+
+
+def test_usage_errors_are_one_line(capsys, toy_config):
+    for args in (["run", str(toy_config), "--set", "run.steps", "200"], ["run", str(toy_config), "--bogus"], []):
+        code, _, err = _run(args, capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "must look like section.key=value" in _run(["run", str(toy_config), "--set", "run.steps"], capsys)[2]

@@ -19,18 +19,34 @@ from .version import __version__
 EXIT_INPUT = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the fix (argparse prints the whole usage block otherwise)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "unrecognized arguments" in message and "--set" in sys.argv:
+            message += " (write --set section.key=value, one key per --set)"
+        sys.stderr.write(f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        sys.exit(EXIT_INPUT)
+
+
+def _override(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} must look like section.key=value, e.g. run.steps=200")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="distclip",
         description="Distributed and federated training with gradient clipping (CELGC, Clip21, EF21, baselines).",
     )
     p.add_argument("--version", action="version", version=f"distclip {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     overrides = argparse.ArgumentParser(add_help=False)
     overrides.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", type=_override,
         help="override a config value, e.g. --set algorithm.tau=0.1 --set run.steps=200 (TOML value syntax); "
         "--set section.key= unsets the key (its default)",
     )
@@ -258,7 +274,10 @@ def _rank() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, usage errors (one line, exit 2)
+        return e.code if isinstance(e.code, int) else 0
     command = {"run": _cmd_run, "plot": _cmd_plot, "reproduce": _cmd_reproduce, "partition": _cmd_partition,
                "list": _cmd_list, "bench": _cmd_bench}[args.command]
     try:
