@@ -36,7 +36,7 @@ class Branchy(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.lin(x.flatten(1))
-        return h if float(h.sum()) > 0 else -h
+        return h if float(h.detach().sum()) > 0 else -h
 
 
 def batchnorm() -> nn.Module:
