@@ -160,3 +160,15 @@ def test_usage_errors_are_one_line(capsys, toy_config):
         code, _, err = _run(args, capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "must look like section.key=value" in _run(["run", str(toy_config), "--set", "run.steps"], capsys)[2]
+
+
+def test_dry_run_and_only(capsys, tmp_path):
+    from distclip.reproduce import suite_path
+
+    code, out, _ = _run(["run", suite_path("clip21-toy"), "--dry-run"], capsys)
+    assert code == 0 and out.count("# sweep member ") == 7 and "# sweep member clip-gd-soft" in out
+    assert not (tmp_path / "x").exists()
+    code, _, _ = _run(["run", suite_path("clip21-toy"), "--only", "clip-gd-soft", "--out", tmp_path / "one",
+                       "--quiet", "--no-plot", "--set", "run.steps=3"], capsys)
+    assert code == 0 and (tmp_path / "one" / "metrics.jsonl").exists()
+    assert "sweep members are" in _error(["run", suite_path("clip21-toy"), "--only", "nope"], capsys)

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
     run.add_argument("--no-plot", action="store_true", help="do not write plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved config (each sweep member's, labelled) and exit without running")
+    run.add_argument("--only", metavar="LABEL", help="run only the sweep member LABEL (see --dry-run for the labels)")
 
     plot = sub.add_parser(
         "plot", parents=[common], help="draw paper-style figures from run directories",
@@ -129,6 +132,7 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import expand, to_toml
     from .plotting import plot_runs
     from .reproduce.suites import load_config as load  # a suite file runs its full version
     from .runner import default_name, run, run_sweep, timestamped
@@ -139,6 +143,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.checkpoint_every is not None:
         overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
     cfg = load(args.config or args.resume / "config.toml", overrides)
+    if args.dry_run:
+        members = expand(cfg) if cfg.sweep else [("", cfg)]
+        print("\n".join((f"# sweep member {label}\n" if label else "") + to_toml(c) for label, c in members), end="")
+        return 0
+    if args.only is not None:
+        members = dict(expand(cfg)) if cfg.sweep else {}
+        if args.only not in members:
+            raise DistclipError(f"--only {args.only!r}: the config's sweep members are "
+                                f"{', '.join(members) or 'none (it is not a sweep)'}")
+        cfg = members[args.only]
     name = cfg.run.name or (args.config.stem if cfg.sweep else default_name(cfg))
     out = args.resume or args.out or timestamped("runs", name)
     lead = _rank() == 0  # under torchrun only rank 0 prints and plots
