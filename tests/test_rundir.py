@@ -195,3 +195,33 @@ def test_values_that_used_to_exit_1_are_one_line(tmp_path: Path, capsys: Any, ke
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
+
+
+RESULTS = sorted((ROOT / "docs" / "results").rglob("*/config.toml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", RESULTS, ids=[str(p.parent.relative_to(ROOT / "docs" / "results")) for p in RESULTS])
+def test_every_config_toml_in_docs_results_reruns_its_run(path: Path) -> None:
+    """Each recorded run's config.toml reruns it: the logged rows up to its first logged step after 0 agree with
+    metrics.jsonl (all fields but wall_s; 1e-9 relative in float64, 1e-5 in float32: the records were made on
+    another sitting of this kind of machine, one thread)."""
+    from distclip.config import load
+
+    recorded = [json.loads(line) for line in (path.parent / "metrics.jsonl").read_text().splitlines()]
+    text = path.read_text()
+    length_matters = "target_epsilon" in text or 'lr_schedule = "constant"' not in text and "lr_schedule" in text
+    # a run whose noise or schedule is set by its length reruns whole; the others up to their first logged step;
+    # the networks (minutes per interval on a CPU) rebuild their start: step 0, f(x⁰) and ‖∇f(x⁰)‖², test metrics
+    network = 'kind = "cnn"' in text or 'kind = "lstm"' in text or 'kind = "mlp"' in text
+    upto = 0 if network else recorded[1]["step"] if len(recorded) > 1 else 0
+    cfg = load(path, [] if length_matters else [f"run.steps={upto}"])
+    if cfg.problem.kind == "lstm" and cfg.problem.path and not Path(cfg.problem.path).exists():
+        pytest.skip(f"data folder {cfg.problem.path} is not on this machine")
+    rows = run(cfg).metrics
+    rel = 1e-9 if cfg.run.dtype == "float64" else 1e-5
+    for got, want in zip(rows, recorded[: len(rows)], strict=True):
+        for key, value in want.items():
+            if key != "wall_s" and key in got:
+                assert got[key] == pytest.approx(value, rel=rel, abs=1e-12), (key, want["step"])
+
