@@ -4,7 +4,6 @@ directories, and config.toml rerunning the run for every problem kind."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -136,11 +135,11 @@ KINDS = {
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_config_toml_reruns_the_run_for_every_problem_kind(kind: str, tmp_path: Path) -> None:
+def test_config_toml_reruns_the_run_for_every_problem_kind(kind: str, tmp_path: Path, monkeypatch: Any) -> None:
     doc = {"seed": 1, "algorithm": {"name": "celgc", "lr": 0.1, "gamma": 0.05, "local_steps": 2}, **KINDS[kind]}
     doc["run"] = {"steps": 4, "log_every": 2, **doc.get("run", {})}
     first = run(doc, tmp_path / "a")
-    os.chdir(tmp_path)  # from anywhere
+    monkeypatch.chdir(tmp_path)  # from anywhere
     again = run(tmp_path / "a" / "config.toml", tmp_path / "b")
     assert comparable(again.metrics) == comparable(first.metrics)
     assert again.metrics[-1]["loss"] != first.metrics[0]["loss"] or kind == "quartic"  # it trained
