@@ -224,3 +224,43 @@ def test_every_config_toml_in_docs_results_reruns_its_run(path: Path) -> None:
             if key != "wall_s" and key in got:
                 assert got[key] == pytest.approx(value, rel=rel, abs=1e-12), (key, want["step"])
 
+
+
+
+class _FillingDisk:
+    """A file whose 9th write hits a full disk after writing part of its line (as a real full disk does)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.writes = f, 0
+
+    def write(self, text: str) -> int:
+        import errno
+
+        self.writes += 1
+        if self.writes == 9:
+            self.f.write(text[: len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.f.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path: Path, monkeypatch: Any) -> None:
+    from distclip import metrics
+
+    real_init = metrics.MetricsWriter.__init__
+
+    def init(self: Any, path: Path) -> None:
+        real_init(self, path)
+        self._f = _FillingDisk(self._f)
+
+    monkeypatch.setattr(metrics.MetricsWriter, "__init__", init)
+    out = tmp_path / "run"
+    message = error_of(run, TOY, out)
+    assert "No space left on device" in message and "at step 8" in message and "--resume" in message
+    monkeypatch.setattr(metrics.MetricsWriter, "__init__", real_init)
+    again = run(TOY, out, resume=True)  # the torn row is cut, the run continues from its checkpoint
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert comparable(rows) == comparable(again.metrics) == comparable(run(TOY).metrics)

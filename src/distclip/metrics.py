@@ -30,8 +30,12 @@ class MetricsWriter:
         self._f = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
+            self._f.flush()
+        except OSError as e:  # a full disk, a vanished mount: everything before this row is on disk
+            raise DistclipError(f"cannot write {self.path} at step {record.get('step')} ({e.strerror or e}); the rows "
+                                "before it are kept: free space, then --resume the run") from None
 
     def close(self) -> None:
         self._f.close()
@@ -80,14 +84,22 @@ def repair_tail(path: Path) -> int:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write to a temporary file in the same directory, fsync, rename over ``path`` (the old file stays whole
+    when anything fails)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise DistclipError(f"cannot write {path} ({e.strerror or e}); free space or choose another --out") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DistclipError(f"cannot write {path} ({e.strerror or e}); the previous {path.name} is kept: free "
+                            "space, then --resume the run") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
