@@ -4,6 +4,7 @@ directories, and config.toml rerunning the run for every problem kind."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,42 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path: Path, monk
     again = run(TOY, out, resume=True)  # the torn row is cut, the run continues from its checkpoint
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert comparable(rows) == comparable(again.metrics) == comparable(run(TOY).metrics)
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch: Any) -> None:
+    """A read-only --out (simulated: this machine's tests run as root, which ignores permission bits) and an --out
+    below a file."""
+    import errno
+
+    from distclip import rundir
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real_open = os.open
+
+    def read_only(path: Any, *args: Any, **kwargs: Any) -> int:
+        if str(path).startswith(str(out)):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(rundir.os, "open", read_only)
+    assert "cannot write in" in error_of(run, TOY, out) and "Permission denied" in error_of(run, TOY, out)
+    monkeypatch.setattr(rundir.os, "open", real_open)
+    (tmp_path / "file").write_text("x")
+    assert "cannot create output directory" in error_of(run, TOY, tmp_path / "file" / "run")
+
+
+def test_relative_data_paths_and_the_cuda_hint(tmp_path: Path, monkeypatch: Any) -> None:
+    from distclip.config import load
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "data.svm").write_text("1 1:0.5 2:1\n-1 1:1\n1 2:0.25\n-1 1:0.75 2:0.5\n")
+    (folder / "c.toml").write_text('[problem]\nkind = "logreg"\npath = "data.svm"\n[partition]\nclients = 2\n'
+                                   '[algorithm]\nname = "gd"\nlr = 0.1\n[run]\nsteps = 2\n')
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg = load(folder / "c.toml")
+    assert cfg.problem.path == str(folder / "data.svm")
+    assert run(cfg).metrics[-1]["step"] == 2
+    if not torch.cuda.is_available():
+        assert "--quick" in error_of(run, {**TOY, "run": {"steps": 1, "device": "cuda"}})
