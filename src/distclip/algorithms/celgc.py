@@ -32,6 +32,12 @@ from .momentum import SGDDirection
 OPTIONS = ("local", "max", "global_average")
 
 
+def step_bound(tau: Any, gamma: Any, lr: float) -> tuple[Any, Any]:
+    """(γ, γ/η): γ as given, or τ·η when τ is given (the rules read γ; the threshold is γ/η)."""
+    gamma = gamma if gamma is not None else tau * lr
+    return gamma, gamma / lr
+
+
 def check_step_bound(name: str, tau: Any, gamma: Any) -> None:
     """CELGC and EPISODE take exactly one of γ and τ = γ/η."""
     if (tau is None) == (gamma is None):
@@ -70,8 +76,8 @@ class Params:
 
     def resolve(self, env: Env) -> Params:
         """γ_i from τ_i·η when τ is given (the rules only read γ)."""
-        gamma = self.gamma if self.gamma is not None else self.tau * self.lr
-        return dataclasses.replace(self, gamma=gamma, tau=gamma / self.lr)
+        gamma, tau = step_bound(self.tau, self.gamma, self.lr)
+        return dataclasses.replace(self, gamma=gamma, tau=tau)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ..errors import DistclipError
 from ..schedule import Every, StepSchedule
 from ..schema import choice, group, key
 from .base import Context, Env, StepInfo, per_client, step_size, threshold
-from .celgc import check_step_bound
+from .celgc import check_step_bound, step_bound
 from .descent import descend
 from .momentum import SGDDirection
 
@@ -57,9 +57,9 @@ class Params:
 
     def resolve(self, env: Env) -> Params:
         """γ from τ·η when τ is given; the resample batch defaults to b·I."""
-        gamma = self.gamma if self.gamma is not None else self.tau * self.lr
+        gamma, tau = step_bound(self.tau, self.gamma, self.lr)
         batch = env.batch_size * self.local_steps if self.resample_batch is None else self.resample_batch
-        return dataclasses.replace(self, gamma=gamma, tau=gamma / self.lr, resample_batch=batch)
+        return dataclasses.replace(self, gamma=gamma, tau=tau, resample_batch=batch)
 
 
 @dataclass(frozen=True)

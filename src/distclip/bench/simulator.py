@@ -62,6 +62,11 @@ def simulator_round(kind: str, n: int, batch: int) -> tuple[Callable[[], Any], A
     """One CELGC round through the engine (config -> problem -> context -> rules.step), and the problem."""
     cfg = from_dict(problem_config(kind, n, batch))
     problem = build_problem(cfg)
+    return engine_round(cfg, problem), problem
+
+
+def engine_round(cfg: Any, problem: Any) -> Callable[[], None]:
+    """One CELGC step of ``problem`` through ``build_context`` and ``rules.step``, advancing its state each call."""
     ctx, _ = build_context(cfg, problem, InProcess(problem.n_clients))
     rules = ALGORITHMS["celgc"].rules
     box = {"state": rules.init(ctx)[0], "t": 0}
@@ -70,7 +75,7 @@ def simulator_round(kind: str, n: int, batch: int) -> tuple[Callable[[], Any], A
         box["state"], _ = rules.step(box["state"], ctx, box["t"])
         box["t"] += 1
 
-    return one, problem
+    return one
 
 
 class TiedLSTM(nn.Module):

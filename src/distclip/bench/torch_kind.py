@@ -16,13 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..algorithms import ALGORITHMS
 from ..config import from_dict
 from ..data.images import load_images
-from ..engine.transport import InProcess
-from ..runner import build_context, build_problem
+from ..runner import build_problem
 from .common import Result, Target, figure, measure, median, save
-from .simulator import GAMMA, LR, MLP_HIDDEN, loop_round, simulator_round
+from .simulator import GAMMA, LR, MLP_HIDDEN, engine_round, loop_round, simulator_round
 
 NAME = "torch-kind"
 TITLE = "one round: your own nn.Module (torch kind, vmap) vs the built-in stacked MLP vs a per-client loop"
@@ -45,15 +43,7 @@ def torch_round(n: int, batch: int) -> tuple[Any, str]:
                      "algorithm": {"name": "celgc", "lr": LR, "gamma": GAMMA, "local_steps": 1},
                      "run": {"batch_size": batch, "dtype": "float32"}})
     problem = build_problem(cfg, objects={"model": _mlp, "data": _mnist()})
-    ctx, _ = build_context(cfg, problem, InProcess(problem.n_clients))
-    rules = ALGORITHMS["celgc"].rules
-    box = {"state": rules.init(ctx)[0], "t": 0}
-
-    def one() -> None:
-        box["state"], _ = rules.step(box["state"], ctx, box["t"])
-        box["t"] += 1
-
-    return one, problem.path
+    return engine_round(cfg, problem), problem.path
 
 
 def run(quick: bool, out: Path, repeats: int) -> Result:

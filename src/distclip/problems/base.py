@@ -58,6 +58,16 @@ class Problem(Protocol):
         """Facts for ``summary.json`` (rows dropped by the partition, label counts, ...)."""
 
 
+def take_rows(t: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
+    """Rows ``batch[j]`` of client ``clients[j]`` from ``t`` ``[N, m, ...]`` (all rows if ``batch`` is None); a
+    minibatch is gathered as whole rows of ``t`` viewed as ``[N·m, ...]`` (``index_select``, faster than advanced
+    indexing)."""
+    if batch is None:
+        return t[clients]
+    rows = (clients.unsqueeze(1) * t.shape[1] + batch).flatten()
+    return t.flatten(0, 1).index_select(0, rows).view(*batch.shape, *t.shape[2:])
+
+
 @dataclass(frozen=True)
 class ClientOracle:
     """A problem bound to the clients one process holds, with their minibatch sampling.

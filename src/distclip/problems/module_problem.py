@@ -13,6 +13,7 @@ from torch.func import functional_call, grad, vmap
 
 from ..errors import DistclipError
 from ..rng import counter_bits, derive_seed
+from .base import take_rows
 
 DROPOUT_STREAM = 7  # seeds of a client's random layers, from (seed, client, step)
 EVAL_CHUNK = 1024  # rows per forward pass of the logged loss and gradient
@@ -111,11 +112,6 @@ class ModuleProblem:
         self._x0 = x0
         return self
 
-    def _take(self, t: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
-        if batch is None:
-            return t[clients]
-        rows = (clients.unsqueeze(1) * t.shape[1] + batch).flatten()
-        return t.flatten(0, 1).index_select(0, rows).view(*batch.shape, *t.shape[2:])
 
     def _seed(self, client: int, draw: int) -> int:
         ids = np.array([client], dtype=np.uint64)
@@ -123,7 +119,7 @@ class ModuleProblem:
 
     def client_grads(self, x: Tensor, clients: Tensor, batch: Tensor | None, draw: int = 0) -> Tensor:
         point = x.expand(len(clients), -1) if x.dim() == 1 else x
-        inputs, labels = self._take(self.X, clients, batch), self._take(self.Y, clients, batch)
+        inputs, labels = take_rows(self.X, clients, batch), take_rows(self.Y, clients, batch)
         self.module.train()
         step = self.chunk or len(clients)
         if self.path == "vmap" and step >= len(clients):  # one call: its result is the new stack

@@ -26,6 +26,7 @@ from ..data.cifar10 import crop_flip
 from ..data.images import Images
 from ..data.partition import Partition
 from ..errors import DistclipError
+from .base import take_rows
 from .models import Layout, fan_in
 
 EVAL_CHUNK = 4096
@@ -83,14 +84,6 @@ class Network:
     def _params(self, stack: Tensor) -> dict[str, Tensor]:
         return self.layout.split(stack)
 
-    def _take(self, t: Tensor, clients: Tensor, batch: Tensor | None) -> Tensor:
-        """Rows ``batch[j]`` of client ``clients[j]`` from ``t`` ``[N, m, ...]`` (all rows if ``batch`` is None);
-        a minibatch is gathered as whole rows of ``t`` viewed as ``[N·m, ...]`` (``index_select``, faster than
-        advanced indexing)."""
-        if batch is None:
-            return t[clients]
-        rows = (clients.unsqueeze(1) * t.shape[1] + batch).flatten()
-        return t.flatten(0, 1).index_select(0, rows).view(*batch.shape, *t.shape[2:])
 
     def _inputs(self, x: Tensor, clients: Tensor | None = None, draw: int = 0) -> Tensor:
         """Stored images -> network inputs: augmented (training gradients of ``clients``), scaled, normalised."""
@@ -113,9 +106,9 @@ class Network:
         sinks = self._params(grad)
         params = {k: v.detach().requires_grad_(True) for k, v in self._params(point).items()}
         with torch.enable_grad():
-            logits = self.model.forward(params, self._inputs(self._take(self.X, clients, batch), clients, draw),
+            logits = self.model.forward(params, self._inputs(take_rows(self.X, clients, batch), clients, draw),
                                         sinks)
-            y = self._take(self.Y, clients, batch)
+            y = take_rows(self.Y, clients, batch)
             loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
             parts = torch.autograd.grad(loss, list(params.values()))
         for part, sink in zip(parts, sinks.values(), strict=True):
