@@ -69,20 +69,39 @@ def make_optimizer(name: str, m: nn.Module, **extra) -> distclip.optim.DistclipO
     return distclip.optim.create(name, m.parameters(), seed=SEED, batch_size=BATCH, **CASES[name], **extra)
 
 
-def train(m: nn.Module, opt, rank: int, data: TensorDataset, steps: int, sched=None) -> None:
-    """The user's loop: one backward and one step() per gradient the optimizer asks for, up to ``steps`` steps."""
-    x, y = data.tensors
+def train(m: nn.Module, opt, rank: int, data: TensorDataset, steps: int, sched=None, closure: bool = False) -> None:
+    """The user's loop up to ``steps`` steps of the algorithm: one backward and one step() per gradient the optimizer
+    asks for (or one step(closure) per step), the scheduler stepped after every step() as usual."""
     while opt.steps_done < steps:
+        if closure:
+            opt.step(make_closure(m, opt, rank, data))
+        else:
+            train_one(m, opt, rank, data)
+        if sched is not None:
+            sched.step()
+
+
+def make_closure(m: nn.Module, opt, rank: int, data: TensorDataset):
+    """A closure computing the gradient the optimizer asks for, at the rows the engine would draw."""
+    x, y = data.tensors
+
+    def closure() -> torch.Tensor:
         req = opt.request
         b = BATCH if req.batch_size is None else req.batch_size
         rows = torch.from_numpy(sample_indices(SEED, np.array([rank]), req.draw, b, ROWS, req.stream)[0]) \
             if b else torch.arange(ROWS)
         opt.zero_grad()
-        nn.functional.cross_entropy(m(x[rows]), y[rows]).backward()
-        before = opt.steps_done
-        opt.step()
-        if sched is not None and opt.steps_done > before:
-            sched.step()
+        loss = nn.functional.cross_entropy(m(x[rows]), y[rows])
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def train_one(m: nn.Module, opt, rank: int, data: TensorDataset) -> None:
+    """One backward at the rows of the gradient the optimizer asks for, and one step()."""
+    make_closure(m, opt, rank, data)()
+    opt.step()
 
 
 def averaged(m: nn.Module, opt) -> torch.Tensor:
