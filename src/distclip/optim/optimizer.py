@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import math
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from ..algorithms import ALGORITHMS, get
 from ..algorithms.base import Context, Env, resolve, scaled
 from ..config import from_dict
 from ..engine import distributed
+from ..engine.memory import keep_freed_memory
 from ..engine.transport import CommCounter, InProcess
 from ..errors import DistclipError
 from ..schedule import StepSchedule
@@ -61,6 +63,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
                  steps: int = 0, decay_gamma: bool = True, timeout_s: float = 300.0, **keys: Any) -> None:
         _refuse_modules(params)
         spec = get(algorithm)
+        keep_freed_memory()  # reuse freed buffers instead of faulting in fresh pages every step (engine.memory)
         super().__init__(params, {"lr": keys.get("lr")})
         self.algorithm, self.decay_gamma = algorithm, decay_gamma
         self._params = [p for g in self.param_groups for p in g["params"]]
@@ -83,7 +86,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
         self.request = self.stepper.advance(None, self._factor())
         self._write(self.request.x)
         self._clips = [0, 0, 0]  # clipped steps, completed steps, latest step clipped (this rank's client)
-        self._seen: list[tuple[int, int]] | None = None
+        self._seen: list[tuple[weakref.ref, int]] = []  # the gradients the latest step used, and their versions
 
     # -- the torch.optim interface ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -137,7 +140,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
         self._clips = list(mine["clips"])
         self.request = self.stepper.restore(_to(mine["position"], self.request.x.device))
         self._write(self.request.x)
-        self._seen = None
+        self._seen = []
 
     # -- what a training loop may read ----------------------------------------------------------------------------
     @property
@@ -208,8 +211,9 @@ class DistclipOptimizer(torch.optim.Optimizer):
                                 "optimizer.step()")
         if any(g is not None and g.is_sparse for g in grads):
             raise DistclipError(f"{self.algorithm}: sparse gradients are not supported (use dense embeddings)")
-        seen = [(id(g), g._version) for g in grads if g is not None]
-        if seen == self._seen:
+        seen = [(weakref.ref(g), g._version) for g in grads if g is not None]
+        old = self._seen or []
+        if len(old) == len(seen) and all(a() is b() and u == v for (a, u), (b, v) in zip(old, seen, strict=True)):
             raise DistclipError(f"{self.algorithm}: step() was called again without a new backward(); compute the "
                                 "gradient at the parameters the previous step() left")
         self._seen = seen
@@ -217,8 +221,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
                                                                                            strict=True)])
 
     def _check_point(self) -> None:
-        now = torch.cat([p.detach().reshape(-1) for p in self._params])
-        if not torch.equal(now, self.request.x):
+        if [p._version for p in self._params] != self._versions:
             raise DistclipError(f"{self.algorithm}: the parameters changed since the last step(); the optimizer "
                                 "sets them to the point of the next gradient: load model and optimizer state together "
                                 "(optimizer last), and do not change the parameters in between")
@@ -227,6 +230,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
         with torch.no_grad():
             for p, v in zip(self._params, x.split([p.numel() for p in self._params]), strict=True):
                 p.copy_(v.view_as(p))
+        self._versions = [p._version for p in self._params]  # any other in-place change shows as a new version
 
     def _count(self) -> None:
         for info in self.stepper.infos:

@@ -54,10 +54,15 @@ class Pending(Exception):  # noqa: N818 (a signal, not an error)
 
 @dataclass
 class Log:
-    """The effects performed so far in the current rule step: (kind, input, output), in order."""
+    """The effects performed so far in the current rule step: (kind, input, output), in order.
+
+    Entries are recorded by reference: rules never write into their states, nor into what ``transport.mean``
+    returns; the gradients the oracle returns are theirs to overwrite, so a logged gradient is copied once, by
+    :meth:`freeze`, when the step stops at a pending gradient, and again for each rerun that reads it."""
 
     entries: list[tuple[str, Any, Any]] = field(default_factory=list)
     cursor: int = 0
+    frozen: int = 0  # entries[:frozen] are private copies
 
     def replay(self, kind: str, given: Any) -> tuple[bool, Any]:
         """(True, the logged output) if the next effect is logged (its input must be the same), else (False, None)."""
@@ -67,11 +72,22 @@ class Log:
         if k != kind or not _equal(logged_in, given):
             raise _Diverged(kind)
         self.cursor += 1
-        return True, out
+        return True, out.clone() if kind == "grad" else out
 
     def record(self, kind: str, given: Any, out: Any) -> None:
-        self.entries.append((kind, _copy(given), out))
+        self.entries.append((kind, given, out))
         self.cursor += 1
+
+    def freeze(self) -> None:
+        for i in range(self.frozen, len(self.entries)):
+            kind, given, out = self.entries[i]
+            if kind == "grad":
+                self.entries[i] = (kind, given, out.clone())
+        self.frozen = len(self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.cursor = self.frozen = 0
 
     def gradients(self) -> int:
         return sum(k == "grad" for k, _, _ in self.entries)
@@ -81,7 +97,10 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, tuple):
         return isinstance(b, tuple) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, Tensor):
-        return isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype and torch.equal(_bits(a), _bits(b))
+        if not (isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype):
+            return False
+        same_view = a.data_ptr() == b.data_ptr() and a.stride() == b.stride() and a.is_contiguous()
+        return same_view or torch.equal(_bits(a), _bits(b))
     return bool(a == b)
 
 
@@ -90,12 +109,6 @@ def _bits(t: Tensor) -> Tensor:
     if not t.is_floating_point():
         return t
     return t.contiguous().view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
-
-
-def _copy(v: Any) -> Any:
-    if isinstance(v, tuple):
-        return tuple(_copy(x) for x in v)
-    return v.clone() if isinstance(v, Tensor) else v
 
 
 class _Diverged(Exception):  # noqa: N818
@@ -114,12 +127,12 @@ class ReplayOracle:
         key = (draw, batch_size, stream)
         done, out = self.log.replay("grad", (point, key))
         if done:
-            return out.clone()
+            return out
         if self.supply is None or not _equal(self.supply[0], point):
-            raise Pending(Request(point.clone(), draw, batch_size, stream))
-        g = self.supply[1].to(x.dtype).reshape(1, -1)
+            raise Pending(Request(point, draw, batch_size, stream))
+        g = self.supply[1].to(x.dtype).reshape(1, -1)  # the caller's fresh tensor: the rule may overwrite it
         self.supply = None
-        self.log.record("grad", (point, key), g.clone())
+        self.log.record("grad", (point, key), g)
         return g
 
     def targets(self) -> Tensor:
@@ -135,9 +148,9 @@ class ReplayTransport:
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
         done, out = self.log.replay("mean", t)
         if done:
-            return out.clone()
+            return out
         out = self.inner.mean(t, down=down, sparse_k=sparse_k)
-        self.log.record("mean", t, out.clone())
+        self.log.record("mean", t, out)
         return out
 
     def broadcast(self, obj: Any) -> Any:
@@ -200,6 +213,7 @@ class Stepper:
             except Pending as p:
                 if self.oracle.supply is not None and supply is not None:
                     raise DistclipError(f"{self.name}: internal: the gradient given was not asked for") from None
+                self.log.freeze()
                 self.request = p.request
                 return p.request
             except _Diverged as e:
@@ -211,7 +225,7 @@ class Stepper:
             if self.state is not None:
                 self.t += 1
             self.state, self.factor = state, factor
-            self.log.entries.clear()
+            self.log.clear()
 
     # -- checkpoints ---------------------------------------------------------------------------------------------
     def position(self) -> dict[str, Any]:
@@ -223,7 +237,9 @@ class Stepper:
         """Back to a saved position; returns its pending request (found by rerunning the log: no communication)."""
         self.state = None if pos["state"] is None else self.rules.State(**pos["state"])
         self.t, self.factor = int(pos["t"]), float(pos["factor"])
+        self.log.clear()
         self.log.entries[:] = list(pos["log"])
+        self.log.frozen = len(self.log.entries)
         self.oracle.supply = None
         try:
             self._run(self.factor)
