@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -281,8 +282,11 @@ def _refuse_modules(params: Any) -> None:
 
 def _refuse_ddp(params: list[Tensor]) -> None:
     ids = {id(p) for p in params}
-    for obj in gc.get_objects():
-        if isinstance(obj, nn.parallel.DistributedDataParallel) and any(id(p) in ids for p in obj.parameters()):
+    with warnings.catch_warnings():  # isinstance on every live object touches deprecated aliases (reduce_op)
+        warnings.simplefilter("ignore")
+        wrappers = [o for o in gc.get_objects() if isinstance(o, nn.parallel.DistributedDataParallel)]
+    for obj in wrappers:
+        if any(id(p) in ids for p in obj.parameters()):
             raise DistclipError("these parameters belong to a DistributedDataParallel model, which already averages "
                                 "gradients across ranks; give distclip.optim the plain model (model.module)")
 
