@@ -64,6 +64,17 @@ def test_torchrun_ranks_equal_the_engine(world, tmp_path):
         assert {k: results[name]["stats"][k] for k in harness.COUNTERS} == {k: row[k] for k in harness.COUNTERS}
 
 
+@pytest.mark.slow
+def test_models_differing_across_ranks_fail_on_every_rank(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           str(ROOT / "tests/optim/loop_worker.py"), "--mismatch"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0
+    assert "rank 1: its model has 2 parameter tensors of 24 numbers, rank 0's 2 of 18 (or other shapes); build the " \
+           "same model on every rank" in proc.stderr
+
+
 @pytest.mark.parametrize("name", ["clip21", "celgc", "episode", "scaffold", "dp-fedavg"])
 def test_state_dict_resumes_bit_identically(name, tmp_path):
     m_full, opt_full = loop(name)
