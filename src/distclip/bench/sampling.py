@@ -105,7 +105,8 @@ def run(quick: bool, out: Path, repeats: int) -> Result:
         proc = subprocess.run([sys.executable, "-m", "distclip.bench.sampling", json.dumps(params)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"sampling child ({workload}) failed: " + " | ".join(proc.stderr.strip().splitlines()[-5:]))
+            tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"sampling child ({workload}) failed: {tail}")
         data = raw[workload] = json.loads(proc.stdout.strip().splitlines()[-1])
         base = median(next(iter(data["samples"].values())))
         for label, s in data["samples"].items():
