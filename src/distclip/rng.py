@@ -32,7 +32,7 @@ def counter_bits(seed: int, clients: np.ndarray, step: int, count: int, stream: 
     ``stream`` > 0 gives an independent sequence for a second kind of draw at the same step (EPISODE's
     resampled gradient); stream 0 is the sequence of the steps' own minibatches.
     """
-    key = _mix(np.full(len(clients), seed % 2**64, dtype=np.uint64))
+    key = _mix(np.array([seed % 2**64], dtype=np.uint64))  # the same for every client: hashed once
     key = _mix(key ^ np.asarray(clients, dtype=np.uint64))
     key = _mix(key ^ np.uint64(step % 2**64))
     if stream:
