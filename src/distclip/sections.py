@@ -52,8 +52,8 @@ class SamplingConfig:
                       "(each client independently with rate q)")
     clients: int | None = key(None, "fixed: cohort size m per round (1 <= m <= partition.clients)")
     rate: float | None = key(None, "poisson: probability q in (0, 1] that a client takes part in a round")
-    state: str = key("device", "device | host: where per-client state of all N clients is kept (host: only the "
-                     "cohort's rows travel to run.device each step)")
+    state: str = key("device", "device | host: where per-client state of all N clients is kept (host: the "
+                     "cohort's rows travel to run.device when its round starts, and back when it ends)")
 
     @property
     def active(self) -> bool:
