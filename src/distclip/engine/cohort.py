@@ -107,7 +107,7 @@ class Sampled:
             start = self.model(state, ctx)
             for name, how in self.fresh.items():
                 like = getattr(state, name)
-                changes[name] = (start.expand(len(rows), -1).clone() if how == "model"
+                changes[name] = (start.expand(len(rows), -1) if how == "model"  # rules never write into their state
                                  else like.new_zeros(len(rows), *like.shape[1:]))
             self.round = r
         new, info = self.rules.step(dataclasses.replace(state, **changes) if changes else state, cctx, t)
