@@ -13,6 +13,7 @@ float64), and FedAvg (I = 5, B = 32, float32) on the 784-128-10 MLP on the bundl
 row per client at N = 10,000, minibatches drawn with replacement). Reported per contender: ms per round (median
 of the interleaved samples), its ratio to **full m**, the memory the process gained when the contender was built
 and run (resident set growth: data, model, per-client store), the per-client store alone, and the peak RSS.
+The target: at the same cohort, a round at the large N costs at most 1.25 times a round at the small N.
 """
 
 from __future__ import annotations
@@ -117,8 +118,11 @@ def run(quick: bool, out: Path, repeats: int) -> Result:
     res = Result(NAME, TITLE, list(rows[0]), rows, raw=raw, params={"cohort": COHORT, "repeats": repeats})
     for w in WORKLOADS:
         fixed = [r for r in rows if r["workload"] == w and "cohort" in r["contender"]]
-        res.targets.append(Target(f"{w}: round at the largest N with a cohort of {COHORT} / the round of {COHORT} "
-                                  "clients without sampling", fixed[-1]["/ full 100"], 1.5))
+        res.targets.append(Target(f"{w}: cost grows with the cohort, not N: round at the largest N / at the small N, "
+                                  f"cohort {COHORT} in both", fixed[-1]["ms per round"] / fixed[0]["ms per round"],
+                                  1.25))
+        res.notes.append(f"{w}: sampling overhead, cohort {COHORT} at the small N / {COHORT} clients without "
+                         f"sampling: {fixed[0]['/ full 100']:.2f}")
     res.notes.append("MB gained: resident memory the process grew by while the contender was built and ran one round "
                      "(memory freed earlier is reused, so it can understate); the peak RSS is the whole process's")
     return res
