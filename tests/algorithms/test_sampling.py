@@ -264,3 +264,10 @@ def test_refusals_are_one_line(doc: dict, message: str) -> None:
     with pytest.raises(DistclipError, match=message) as err:
         config.from_dict(doc)
     assert "\n" not in str(err.value)
+
+
+def test_the_optimizer_refuses_client_sampling() -> None:
+    from distclip.optim import DPFedAvg
+
+    with pytest.raises(DistclipError, match="client sampling"):
+        DPFedAvg(torch.nn.Linear(2, 1).parameters(), lr=0.1, tau=1.0, client_rate=0.5)

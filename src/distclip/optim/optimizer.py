@@ -270,7 +270,12 @@ def _config(algorithm: str, spec: Any, keys: dict[str, Any], seed: int, batch_si
         raise DistclipError(f"{algorithm} with target_epsilon needs steps= (the optimizer steps the budget covers)")
     raw = {"seed": seed, "problem": {"kind": "torch"}, "partition": {"clients": clients, "scheme": "contiguous"},
            "algorithm": {"name": algorithm, **keys}, "run": {"batch_size": batch_size or 1, "steps": steps}}
-    return from_dict(raw)
+    cfg = from_dict(raw)
+    own = getattr(spec.rules, "own_sampling", None)  # client sampling is the engine's (engine/cohort.py)
+    if own is not None and own(cfg.algorithm.params) is not None:
+        raise DistclipError(f"{algorithm} as an optimizer steps every rank's client in every round; client sampling "
+                            "(client_rate < 1) needs distclip run: set client_rate = 1")
+    return cfg
 
 
 def _refuse_modules(params: Any) -> None:
