@@ -40,7 +40,6 @@ class Sampled:
 
     def __init__(self, rules: ModuleType, sampling: Any, seed: int, *, empty_rounds: bool = False) -> None:
         self.rules, self.sampling, self.seed, self.empty_rounds = rules, sampling, seed, empty_rounds
-        self.State = rules.State
         fields = [f for f in dataclasses.fields(rules.State) if is_per_client(f)]
         self.kept = [f.name for f in fields if not restart(f)]
         self.fresh = {f.name: restart(f) for f in fields if restart(f)}
