@@ -174,10 +174,13 @@ class TorchDistributed:
         self.counter.record(t.shape[1:].numel(), t.element_size(), down, sparse_k)
         if sparse_k is not None:
             return self._sparse_mean(t, sparse_k)
-        buf = torch.cat([_rows(t).sum(dim=0), t.new_full((1,), self._flag)])
+        rows = _rows(t)
+        buf = rows.new_empty(rows.shape[1] + 1)  # the block's sum and the alarm flag: one all_reduce, two passes
+        torch.sum(rows, dim=0, out=buf[:-1])
+        buf[-1] = self._flag
         self._run("all_reduce", dist.all_reduce, buf)
         self._heard(buf[-1])
-        return (buf[:-1] / max(self.n_clients, 1)).view(t.shape[1:])
+        return buf[:-1].div_(max(self.n_clients, 1)).view(t.shape[1:])
 
     def _sparse_mean(self, t: Tensor, k: int) -> Tensor:
         rows = _rows(t)
