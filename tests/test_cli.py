@@ -55,7 +55,7 @@ def test_sweep_writes_table_and_plots(tmp_path, capsys):
     assert code == 0
     assert "clip21-init=zero" in stdout and "clip-gd-soft" in stdout
     assert (out / "table.txt").exists() and (out / "plots" / "all.png").exists()
-    assert (out / "plots" / "init=zero.png").exists()
+    assert (out / "plots" / "init-zero.png").exists()
     clip_gd = [json.loads(x) for x in (out / "clip-gd" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["grad_norm_sq"] == 1.0 for r in clip_gd)  # stuck at x = 1
 

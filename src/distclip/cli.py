@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DistclipError
-from .report import fmt, format_table, grid_groups
+from .report import fmt, format_table, grid_groups, group_file
 from .version import __version__
 
 EXIT_INPUT = 2
@@ -29,6 +29,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_INPUT)
 
 
+class _Help(argparse.HelpFormatter):
+    """Descriptions and epilogs wrapped line by line; lines that start with two spaces (examples) kept as they are."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        return "\n".join(line if line.startswith("  ") else textwrap.fill(line, width, initial_indent=indent,
+                                                                          subsequent_indent=indent)
+                          for line in text.splitlines())
+
+
 def _override(text: str) -> str:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r} must look like section.key=value, e.g. run.steps=200")
@@ -38,7 +49,19 @@ def _override(text: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="distclip",
-        description="Distributed and federated training with gradient clipping (CELGC, Clip21, EF21, baselines).",
+        description="Distributed and federated training with gradient clipping: Clip21, CELGC, EPISODE, "
+        "Clip21-SGD2M, DP-FedAvg (fixed or adaptive clipping, with its epsilon), EF21 and the baselines (GD/SGD, "
+        "Clip-GD/SGD, Local SGD/FedAvg, SCAFFOLD, FedProx), in one process or under torchrun.",
+        epilog="examples:\n"
+        "  distclip reproduce clip21-logreg --quick            a paper figure: runs, claims checked, report.md\n"
+        "  distclip run examples/cnn_mnist_dirichlet.toml      a [[sweep]] config: every run, a table, figures\n"
+        "  distclip run CONFIG --dry-run                       the resolved config of each run, nothing run\n"
+        "  distclip run CONFIG --only celgc --set run.steps=200 --tensorboard\n"
+        "  distclip plot runs/x --metric test_acc --x rounds   any logged metric against rounds, floats, ...\n"
+        "  torchrun --nproc-per-node=2 -m distclip run CONFIG  the same runs on 2 processes (gloo)\n"
+        "  distclip list celgc                                 an algorithm's or problem's config keys\n"
+        "`distclip COMMAND --help` explains each command's options; examples/ holds configs to copy.",
+        formatter_class=_Help,
     )
     p.add_argument("--version", action="version", version=f"distclip {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -69,15 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="print the resolved config (each sweep member's, labelled) and exit without running")
     run.add_argument("--only", metavar="LABEL", help="run only the sweep member LABEL (see --dry-run for the labels)")
 
-    plot = sub.add_parser(
-        "plot", parents=[common], help="draw paper-style figures from run directories",
-        description="Plot log ||grad f||^2 and f - f_min against iterations and floats sent per client, "
-        "for run directories or sweep directories (all their runs).",
-    )
-    plot.add_argument("dirs", type=Path, nargs="+", metavar="DIR", help="run or sweep directories")
-    plot.add_argument("--out", type=Path, help="PNG file to write (default: <first DIR>/plots/comparison.png)")
-    plot.add_argument("--title", default="", help="figure title")
-
+    _add_plot(sub, common)
     part = sub.add_parser(
         "partition", parents=[common, overrides], help="print each client's label histogram for a config's partition",
         description="Load the config's dataset, split it into clients as the run would, and print every "
@@ -107,6 +122,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_plot(sub: Any, common: argparse.ArgumentParser) -> None:
+    plot = sub.add_parser(
+        "plot", parents=[common], help="draw figures from run directories: any logged metric against any x",
+        description="Draw figures from run or sweep directories (all their runs). Without --metric: the standard "
+        "figure (||grad f||^2 and f - f_min against iterations and floats sent; for networks the training panels). "
+        "Runs that differ only in run.seed/seed are drawn as their mean with a min-max band; each run label keeps "
+        "one colour; legends are in natural order (I=1, 4, 16) and name the folder when several folders are "
+        "given and one is a sweep.",
+        epilog="examples:\n"
+        "  distclip plot runs/sweep                                   standard figure of every run of a sweep\n"
+        "  distclip plot runs/mnist --metric test_acc,loss --x rounds  accuracy and loss against rounds\n"
+        "  distclip plot runs/a runs/b --metric gap --x floats --logx  f - f_min against floats, log x forced\n"
+        "metrics: any key of metrics.jsonl (loss, grad_norm_sq, test_acc, valid_ppl, clip_frac_mean, epsilon, "
+        "...) and gap = f - f_min (f_min: the smallest f of the runs of the same objective; floored at "
+        "1e-15*|f_min|)",
+        formatter_class=_Help,
+    )
+    plot.add_argument("dirs", type=Path, nargs="+", metavar="RUN_OR_SWEEP", help="run or sweep directories")
+    plot.add_argument("--out", type=Path, help="PNG file to write (default: <first DIR>/plots/comparison.png)")
+    plot.add_argument("--title", default="", help="figure title")
+    plot.add_argument("--metric", metavar="NAME[,NAME]",
+                      help="metrics to draw, one panel each (default: the standard figure); gap = f - f_min")
+    plot.add_argument("--x", default="steps", choices=("steps", "rounds", "floats", "bytes", "epochs", "wall"),
+                      help="x axis with --metric: iterations, communication rounds, floats or bytes sent per "
+                      "client, epochs, or wall clock in algorithm steps (default: steps)")
+    for axis in ("x", "y"):
+        plot.add_argument(f"--log{axis}", action=argparse.BooleanOptionalAction, default=None,
+                          help=f"force a logarithmic (--log{axis}) or linear (--no-log{axis}) {axis} axis; default: "
+                          + ("log when the curves' extents differ by more than about 12x" if axis == "x" else
+                             "log when the positive values span more than two decades"))
+
+
 def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
     bench = sub.add_parser(
         "bench", parents=[common], help="speed benchmarks: simulator vs loops, scaling, communication",
@@ -134,7 +181,6 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import expand, to_toml
-    from .plotting import plot_runs
     from .reproduce.suites import load_config as load  # a suite file runs its full version
     from .runner import default_name, run, run_sweep, timestamped
 
@@ -164,7 +210,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if lead and not args.quiet:
             print(format_table([result]))
         if lead and not args.no_plot:
-            plot_runs([(result.label, result.metrics)], out / "plots" / "convergence.png", result.label)
+            _plot([result], {"convergence": [result]}, out, result.label)
         if lead:
             print(f"wrote {out}")
         return 0
@@ -184,23 +230,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(table)
     if not args.no_plot:
-        plot_runs([(r.label, r.metrics) for r in results], out / "plots" / "all.png", name)
-        for group, members in grid_groups(results).items():
-            plot_runs([(r.label, r.metrics) for r in members], out / "plots" / f"{group}.png", f"{name}: {group}")
+        _plot(results, {"all": results, **grid_groups(results)}, out, name)
     print(f"wrote {out}")
     return 0
 
 
-def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plotting import find_runs, plot_runs
-    from .runner import load_run
+def _plot(results: list[Any], figures: dict[str, list[Any]], out: Path, title: str) -> None:
+    """``out/plots/NAME.png`` for each figure's runs: the training panels for networks, else the Clip21 axes;
+    colours by label over all ``results``."""
+    from .figures import plot_runs, plot_training, series_of
+    from .plotting import palette
 
-    runs = []
-    for d in find_runs(args.dirs):
-        metrics, summary = load_run(d)
-        runs.append((summary.get("label", d.name), metrics))
+    networks = any("test_acc" in r or "valid_ppl" in r for res in results for r in res.metrics)
+    draw = plot_training if networks else plot_runs
+    colours = palette(s.label for s in series_of(results))
+    for name, members in figures.items():
+        own = name in ("all", "convergence")  # the whole run or sweep, else one value of a grid key
+        draw(series_of(members), out / "plots" / f"{group_file(name)}.png", title if own else f"{title}: {name}",
+             colours)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .figures import load_series, plot_runs, plot_training
+    from .plotting import find_runs, plot_metrics
+
+    series = load_series(args.dirs, find_runs(args.dirs))
     out = args.out or args.dirs[0] / "plots" / "comparison.png"
-    print(f"wrote {plot_runs(runs, out, args.title)}")
+    if args.metric:
+        metrics = [m.strip() for m in args.metric.split(",") if m.strip()]
+        path = plot_metrics(series, metrics, args.x, out, args.title, args.logx, args.logy)
+    else:
+        networks = any("test_acc" in r or "valid_ppl" in r for s in series for r in s.rows)
+        path = (plot_training if networks else plot_runs)(series, out, args.title)
+    print(f"wrote {path}")
     return 0
 
 

@@ -44,6 +44,11 @@ def grid_groups(results: list[Any]) -> dict[str, list[Any]]:
     return groups
 
 
+def group_file(group: str) -> str:
+    """A figure group's file stem: ``local_steps=16`` -> ``local_steps-16`` (no '=' in file names)."""
+    return group.replace("=", "-")
+
+
 def _grid_keys(r: Any) -> set[str]:
     return {k for entry in r.extra.get("sweep", []) for k in entry.get("grid", {})}
 

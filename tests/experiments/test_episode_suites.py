@@ -35,7 +35,7 @@ def test_synthetic_suite_short(tmp_path):
     text = report.read_text()
     assert "## Target 9" in text and "| 4 |" in text and "mean over seeds, 40 runs" in text
     assert (tmp_path / "s" / "plots" / "loss.png").stat().st_size > 1000
-    assert (tmp_path / "s" / "plots" / "H=4.png").exists()
+    assert (tmp_path / "s" / "plots" / "H-4.png").exists()
 
 
 @pytest.mark.slow

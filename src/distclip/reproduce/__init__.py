@@ -16,18 +16,19 @@ from pathlib import Path
 import torch
 
 from ..errors import DistclipError
-from ..plotting import plot_loss_panels, plot_runs, plot_training
-from ..report import format_table, grid_groups
+from ..figures import objective, plot_loss_panels, plot_runs, plot_training
+from ..plotting import Series, palette
+from ..report import format_table, grid_groups, group_file
 from ..runner import RunResult, run_sweep
 from ..version import __version__
 from . import special
 from .claims import TYPES, Claim, evaluate
-from .seeds import average_seeds
+from .seeds import average_seeds, averaged_label
 from .select import Context, config_value
 from .suites import Suite, load_config, load_suite, load_suites
 
 __all__ = ["SUITES", "TYPES", "Claim", "Context", "Suite", "average_seeds", "check_claims", "config_value",
-           "load_config", "load_suite", "reproduce", "suite_path"]
+           "draw_figures", "load_config", "load_suite", "reproduce", "suite_path"]
 
 SUITES: dict[str, Suite] = load_suites()
 
@@ -43,6 +44,36 @@ def check_claims(suite: Suite, ctx: Context) -> list[Claim]:
     return [claim for spec in suite.claims for claim in evaluate(spec, ctx)]
 
 
+def _series(ctx: Context, members: list[RunResult]) -> list[Series]:
+    """The single runs behind the settings ``members`` (seeds under the setting's label: mean and band)."""
+    out = []
+    for result, group in zip(ctx.results, ctx.groups, strict=True):
+        if any(result is m for m in members):
+            label = averaged_label(group) if len(group) > 1 else result.label
+            out += [Series(label, r.metrics, objective(r.config.raw)) for r in group]
+    return out
+
+
+def draw_figures(suite: Suite, ctx: Context, out: Path) -> list[Path]:
+    """A suite's figures into ``out/plots`` (all runs, one per grid value, the loss panels, the suite's own);
+    one colour per setting across all of them."""
+    draw = plot_training if suite.training else plot_runs
+    colours = palette(averaged_label(g) if len(g) > 1 else r.label for r, g in zip(ctx.results, ctx.groups,
+                                                                                   strict=True))
+    figures = [draw(_series(ctx, ctx.results), out / "plots" / "all.png", suite.title, colours)]
+    groups = grid_groups(ctx.results)
+    if not suite.training:
+        for group, members in groups.items():
+            path = out / "plots" / f"{group_file(group)}.png"
+            figures.append(draw(_series(ctx, members), path, f"{suite.name}: {group}", colours))
+    if suite.loss_panels:
+        figures.append(plot_loss_panels({g: _series(ctx, m) for g, m in groups.items()}, out / "plots" / "loss.png",
+                                        f"{suite.name}: f(x̄) per iteration", colours))
+    if suite.figures is not None:
+        figures += special.FIGURES[suite.figures](ctx, out)
+    return figures
+
+
 def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = (),
               progress: bool = False) -> tuple[list[RunResult], list[Claim], Path]:
     """Run suite ``name`` into ``out``, write figures and ``report.md``; return runs (seeds averaged, see
@@ -56,18 +87,7 @@ def reproduce(name: str, out: Path, quick: bool = False, overrides: list[str] = 
     ctx = Context.of(runs, suite.names)
     results = ctx.results
     claims = check_claims(suite, ctx)
-    draw = plot_training if suite.training else plot_runs
-    figures = [draw([(r.label, r.metrics) for r in results], out / "plots" / "all.png", suite.title)]
-    groups = grid_groups(results)
-    if not suite.training:
-        for group, members in groups.items():
-            figures.append(draw([(r.label, r.metrics) for r in members], out / "plots" / f"{group}.png",
-                                f"{name}: {group}"))
-    if suite.loss_panels:
-        figures.append(plot_loss_panels({g: [(r.label, r.metrics) for r in m] for g, m in groups.items()},
-                                        out / "plots" / "loss.png", f"{name}: f(x̄) per iteration"))
-    if suite.figures is not None:
-        figures += special.FIGURES[suite.figures](ctx, out)
+    figures = draw_figures(suite, ctx, out)
     command = f"distclip reproduce {name}" + (" --quick" if quick else "") + "".join(f" --set {o}" for o in overrides)
     lines = [
         f"# {name}: {suite.title}",

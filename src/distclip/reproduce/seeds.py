@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Any
 
 import torch
 
+from ..plotting import strip_seed
 from ..runner import RunResult
 
-_NOT_SETTINGS = {"seed", "given", "raw", "sweep"}  # what two runs of one setting may differ in
+_NOT_SETTINGS = {"seed", "given", "raw", "sweep", "origin"}  # what two runs of one setting may differ in
 
 
 def _setting(cfg: Any) -> dict[str, Any]:
@@ -33,13 +33,9 @@ def seed_groups(results: list[RunResult]) -> list[list[RunResult]]:
     return [members for _, members in groups]
 
 
-def _strip_seed(label: str, seed: int) -> str:
-    return re.sub(rf"-?seed={seed}(?!\d)", "", label).strip("-")
-
-
 def averaged_label(members: list[RunResult]) -> str:
     """The members' label without its ``seed=K`` part (e.g. ``celgc-H=1.0-seed=3`` -> ``celgc-H=1.0``)."""
-    labels = {_strip_seed(r.label, r.config.seed) for r in members}
+    labels = {strip_seed(r.label, r.config.seed) for r in members}
     if len(labels) == 1:
         return labels.pop()
     return os.path.commonprefix([r.label for r in members]).rstrip("-_=") or members[0].label

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from ..plotting import plot_privacy
+from ..figures import plot_privacy
 from .claims import Claim
 from .select import Context, config_value, render, run_value, sci
 
