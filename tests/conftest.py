@@ -73,3 +73,25 @@ def write_fake_cifar10(folder, rows: int = 12, seed: int = 0):
 def fake_cifar10(tmp_path):
     """Path of a tiny fake ``cifar-10-batches-py`` folder (12 images per batch: 60 train, 12 test)."""
     return write_fake_cifar10(tmp_path / "cifar-10-batches-py")
+
+
+def assert_csv_matches(out):
+    """metrics.csv holds exactly the rows of metrics.jsonl (same order, same values, empty where a key is absent)."""
+    import csv
+    import math
+
+    from distclip.metrics import read_metrics
+
+    rows = read_metrics(out / "metrics.jsonl")
+    with (out / "metrics.csv").open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows) and rows
+    for row, cells in zip(rows, table, strict=True):
+        assert set(cells) >= set(row)
+        for key, cell in cells.items():
+            if key not in row:
+                assert cell == ""
+            elif isinstance(row[key], float) and math.isnan(row[key]):
+                assert math.isnan(float(cell))
+            else:
+                assert float(cell) == row[key], (key, row["step"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import assert_csv_matches
 
 from distclip.cli import main
 from distclip.config import dump_toml, from_dict
@@ -74,6 +75,7 @@ def test_a_torn_last_line_is_repaired_on_resume(tmp_path: Path, capsys: Any) -> 
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(21))
     assert comparable(rows) == comparable(run(TOY).metrics) == comparable(again.metrics)
+    assert_csv_matches(out)
 
 
 def test_a_checkpoint_of_another_shape_is_one_line_and_keeps_config_toml(tmp_path: Path) -> None:
@@ -253,8 +255,8 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path: Path, monk
 
     real_init = metrics.MetricsWriter.__init__
 
-    def init(self: Any, path: Path) -> None:
-        real_init(self, path)
+    def init(self: Any, path: Path, **kw: Any) -> None:
+        real_init(self, path, **kw)
         self._f = _FillingDisk(self._f)
 
     monkeypatch.setattr(metrics.MetricsWriter, "__init__", init)
@@ -265,6 +267,7 @@ def test_a_full_disk_is_one_line_and_keeps_what_was_written(tmp_path: Path, monk
     again = run(TOY, out, resume=True)  # the torn row is cut, the run continues from its checkpoint
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert comparable(rows) == comparable(again.metrics) == comparable(run(TOY).metrics)
+    assert_csv_matches(out)
 
 
 def test_an_out_that_cannot_be_written_is_one_line(tmp_path: Path, monkeypatch: Any) -> None:

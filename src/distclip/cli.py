@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, metavar="N",
                      help="write DIR/checkpoint.pt every N steps (sets run.checkpoint_every)")
     run.add_argument("--out", type=Path, help="output directory (default: runs/<name>-<timestamp>); must be new")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also write TensorBoard event files to DIR/tensorboard (sets run.tensorboard = true; needs "
+                     "pip install 'distclip[tensorboard]'); metrics.jsonl and metrics.csv are always written")
     run.add_argument("--no-plot", action="store_true", help="do not write plots")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no table")
     run.add_argument("--dry-run", action="store_true",
@@ -189,6 +192,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.checkpoint_every is not None:
         overrides.append(f"run.checkpoint_every={args.checkpoint_every}")
+    if args.tensorboard:
+        overrides.append("run.tensorboard=true")
     cfg = load(args.config or args.resume / "config.toml", overrides)
     if args.dry_run:
         members = expand(cfg) if cfg.sweep else [("", cfg)]

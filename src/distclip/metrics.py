@@ -1,12 +1,19 @@
-"""Run outputs: ``metrics.jsonl`` (one JSON object per logged step) and ``summary.json``.
+"""Run outputs: ``metrics.jsonl`` (one JSON object per logged step), ``metrics.csv`` (the same rows),
+optional TensorBoard event files and ``summary.json``.
 
 Lines are appended and flushed as they are logged, so an interrupted or failed run keeps every
-step it logged; files are never truncated or rewritten in place (``summary.json`` is replaced
-atomically).
+step it logged; files are never truncated or rewritten in place (``summary.json`` and, when a new column
+appears or a run is resumed, ``metrics.csv`` are replaced atomically).
+
+``metrics.csv`` holds exactly the rows of ``metrics.jsonl``: its columns are the union of their keys in order of
+first appearance, a key a row lacks is an empty cell, inf and nan are written as such. A resumed run rewrites it
+from the (repaired) jsonl before appending, so the two never disagree.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -25,20 +32,71 @@ def _clean(v: Any) -> Any:
 
 
 class MetricsWriter:
-    def __init__(self, path: Path) -> None:
+    """Appends each logged row to ``metrics.jsonl`` and ``metrics.csv`` beside it, and with ``tensorboard`` to
+    TensorBoard event files in ``tensorboard/`` beside it (one scalar per numeric key, at the row's step)."""
+
+    def __init__(self, path: Path, tensorboard: bool = False) -> None:
         self.path = path
+        self.csv_path = path.with_suffix(".csv")
+        earlier = read_metrics(path) if path.exists() else []  # a resumed run: the jsonl is already repaired
+        self.columns: list[str] = []
+        for row in earlier:
+            self.columns += [k for k in row if k not in self.columns]
+        self._rewrite_csv(earlier)
         self._f = path.open("a", encoding="utf-8")
+        self._csv = self.csv_path.open("a", encoding="utf-8", newline="")
+        self._tb = _tensorboard(path.parent / "tensorboard", earlier) if tensorboard else None
 
     def write(self, record: dict[str, Any]) -> None:
         try:
             self._f.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
             self._f.flush()
+            new = [k for k in record if k not in self.columns]
+            if new:  # a column appears: rewrite the CSV with it (rows so far from the jsonl, this one included)
+                self.columns += new
+                self._csv.close()
+                self._rewrite_csv(read_metrics(self.path))
+                self._csv = self.csv_path.open("a", encoding="utf-8", newline="")
+            else:
+                self._csv.write(_csv_lines(self.columns, [record]))
+                self._csv.flush()
         except OSError as e:  # a full disk, a vanished mount: everything before this row is on disk
             raise DistclipError(f"cannot write {self.path} at step {record.get('step')} ({e.strerror or e}); the rows "
                                 "before it are kept: free space, then --resume the run") from None
+        if self._tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                    self._tb.add_scalar(k, v, record["step"])
+            self._tb.flush()
+
+    def _rewrite_csv(self, rows: list[dict[str, Any]]) -> None:
+        write_atomic(self.csv_path, (",".join(self.columns) + "\n" if self.columns else "").encode()
+                     + _csv_lines(self.columns, rows).encode())
 
     def close(self) -> None:
         self._f.close()
+        self._csv.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def _csv_lines(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        w.writerow(["" if row.get(k) is None else row[k] for k in columns])
+    return buf.getvalue()
+
+
+def _tensorboard(log_dir: Path, earlier: list[dict[str, Any]]) -> Any:
+    """A SummaryWriter; a resumed run purges events after its last row in the jsonl (logged before a crash)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DistclipError("run.tensorboard = true needs the tensorboard package: pip install 'distclip[tensorboard]' "
+                            "(or pip install tensorboard), or set run.tensorboard = false") from None
+    purge = earlier[-1]["step"] + 1 if earlier else None
+    return SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
 
 def read_metrics(path: Path, repair: bool = False) -> list[dict[str, Any]]:

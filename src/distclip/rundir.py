@@ -38,9 +38,10 @@ def prepare(out: Path, continuing: bool) -> Path:
 
 
 def same_run(config_toml: str, cfg: Config) -> bool:
-    """Whether a checkpoint's config describes ``cfg``'s run, up to its length (``run.steps``)."""
+    """Whether a checkpoint's config describes ``cfg``'s run, up to its length (``run.steps``) and logging."""
     other = from_dict(tomllib.loads(config_toml))
     other.run.steps, other.run.epochs = cfg.run.steps, cfg.run.epochs
+    other.run.tensorboard = cfg.run.tensorboard  # how it is logged, not what it computes
     return to_toml(other) == to_toml(cfg)
 
 

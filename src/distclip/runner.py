@@ -207,7 +207,8 @@ def _train(cfg: Config, rules: Any, ctx: Context, problem: Problem, transport: T
     label, rows, done = label or found.label, found.rows, found.last_logged
     if resumed is not None:
         facts["resumed_from"] = resumed[1].step
-    writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
+    writer = (MetricsWriter(out_dir / "metrics.jsonl", tensorboard=cfg.run.tensorboard)
+              if out_dir is not None and writer_rank else None)
     spec = ALGORITHMS[cfg.algorithm.name]
     accountant = ledger.ledger(spec, ctx.hp, length.steps)
 

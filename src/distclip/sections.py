@@ -4,6 +4,7 @@ labelled rows are split into clients), ``[sampling]`` (which clients take part i
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ class RunConfig:
     backend: str = key("auto", "auto (nccl on cuda) | gloo | nccl")
     timeout_s: float = key(300.0, "collective timeout: a hung worker fails after this")
     checkpoint_every: int = key(0, "write checkpoint.pt every N steps (0: never)")
+    tensorboard: bool = key(False, "also write TensorBoard event files to DIR/tensorboard (needs the tensorboard "
+                            "package: pip install 'distclip[tensorboard]')")
 
     def validate(self, cfg: Any) -> None:
         if self.steps < 0:
@@ -113,5 +116,8 @@ class RunConfig:
             raise DistclipError(f"run.timeout_s = {self.timeout_s} must be a finite number of seconds > 0")
         if self.checkpoint_every < 0:
             raise DistclipError(f"run.checkpoint_every = {self.checkpoint_every} must be >= 0 (0: no checkpoints)")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise DistclipError("run.tensorboard = true needs the tensorboard package: pip install "
+                                "'distclip[tensorboard]' (or pip install tensorboard), or set run.tensorboard = false")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise DistclipError(f"run.device = {self.device!r} is not allowed; use cpu, cuda or cuda:N")
