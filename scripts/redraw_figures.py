@@ -5,7 +5,8 @@
 
 A suite folder's runs are read back (config.toml, metrics.jsonl, summary.json), its figures are drawn as
 `distclip reproduce` draws them (distclip.reproduce.draw_figures) and the "## Figures" list of its report.md is
-rewritten to match; the rest of the report (claims, tables) is kept as it is.
+rewritten to match, and its "## Final values" table in the current format; the rest of the report (claims, the
+suite's own tables) is kept as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 
 from distclip.bench import BENCHMARKS
 from distclip.config import expand, load
+from distclip.report import format_table
 from distclip.reproduce import SUITES, Context, draw_figures
 from distclip.rundir import load_run
 from distclip.runner import RunResult
@@ -43,9 +45,12 @@ def redraw_suite(folder: Path) -> list[Path]:
     runs = load_suite_runs(folder)
     for old in (folder / "plots").glob("*.png"):
         old.unlink()
-    figures = draw_figures(suite, Context.of(runs, suite.names), folder)
+    ctx = Context.of(runs, suite.names)
+    figures = draw_figures(suite, ctx, folder)
     report = folder / "report.md"
     text = report.read_text(encoding="utf-8")
+    table = text.index("```\n", text.index("## Final values")) + 4
+    text = text[:table] + format_table(ctx.results) + "\n" + text[text.index("```", table):]
     head = text[: text.index("## Figures")]
     report.write_text(head + "## Figures\n\n" + "".join(f"![{f.stem}](plots/{f.name})\n" for f in figures),
                       encoding="utf-8")

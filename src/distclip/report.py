@@ -11,15 +11,25 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+HEADLINES = {"test_acc": "test acc", "valid_ppl": "valid ppl"}  # a problem's headline metric, when it logs one
+
+
 def format_table(results: list[Any]) -> str:
-    """A plain-text table of final values, one row per run."""
-    head = ["run", "steps", "loss", "|grad f|^2", "min |grad f|^2", "rounds", "floats up", "last clip", "wall s"]
+    """A plain-text table of final values, one row per run: the problem's headline metric (test accuracy,
+    validation perplexity) when it logs one, ``min |grad f|^2`` only for problems without one (for networks
+    the minimum over the logged steps is the start's), ``never`` for runs that never clipped."""
+    headlines = [k for k in HEADLINES if any(k in r.metrics[-1] for r in results)]
+    networks = bool(headlines)
+    head = ["run", "steps", "loss", *(HEADLINES[k] for k in headlines), "|grad f|^2",
+            *([] if networks else ["min |grad f|^2"]), "rounds", "floats up", "last clip", "wall s"]
     rows = []
     for r in results:
         final = r.metrics[-1]
+        last_clip = r.summary.get("last_clip_step", -1)
         rows.append([
-            r.label, final["step"], final["loss"], final["grad_norm_sq"], min(m["grad_norm_sq"] for m in r.metrics),
-            final["comm_rounds"], final["floats_up"], r.summary.get("last_clip_step", -1), round(final["wall_s"], 2),
+            r.label, final["step"], final["loss"], *(final.get(k, "—") for k in headlines), final["grad_norm_sq"],
+            *([] if networks else [min(m["grad_norm_sq"] for m in r.metrics)]), final["comm_rounds"],
+            final["floats_up"], "never" if last_clip < 0 else last_clip, round(final["wall_s"], 2),
         ])
     cells = [head] + [[fmt(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
