@@ -222,10 +222,11 @@ def _axes(ax: Any, logx: bool, logy: bool, late: list[float]) -> None:
 
 def log_ticks(axis: Any) -> None:
     """Uncluttered log ticks: at most about seven decades labelled, no minor labels; over less than three
-    decades 1, 2, 5 per decade written plainly (0.2, 0.5, 1, 2, ...)."""
+    decades 1, 2, 5 per decade written plainly (0.2, 0.5, 1, 2, ...), within one decade 1, 2, ..., 9."""
     lo, hi = axis.get_view_interval()
     if lo > 0 and math.log10(hi / lo) < 3:
-        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) > 1 else tuple(float(k) for k in range(1, 10))
+        axis.set_major_locator(ticker.LogLocator(subs=subs))
         axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     else:
         axis.set_major_locator(ticker.LogLocator(numticks=7))

@@ -170,6 +170,23 @@ def figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.0, 4.0))
     return plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), constrained_layout=True)
 
 
+def log_axes(ax: Any, xs: list[float], logy: bool = True) -> None:
+    """Log x with a tick at each measured x, written plainly (4, 16, 64 rather than 4×10⁰, 2×10¹); log y with
+    uncluttered ticks (:func:`distclip.plotting.log_ticks`)."""
+    from matplotlib import ticker
+
+    from ..plotting import log_ticks
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(set(xs))))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    if logy:
+        ax.set_yscale("log")
+        ax.autoscale_view()
+        log_ticks(ax.yaxis)
+
+
 def save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 

@@ -111,18 +111,31 @@ def run(quick: bool, out: Path, repeats: int, latency_ms: float = 10.0, bandwidt
     missed = [r["method"] for r in rows if r["steps"] != r["steps"]]
     if missed:
         res.notes.append(f"did not reach loss {target} within {steps} steps: {', '.join(missed)}")
-    fig, axes = figure(1, 2)
-    for label, data in raw.items():
-        m = data["simulator"]
-        axes[0].plot([r["comm_rounds"] for r in m], [r["loss"] for r in m], label=label)
-        axes[1].plot([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in m], [r["loss"] for r in m], label=label)
-    for ax, xl in zip(axes, ("communication rounds", "MB sent + received per client"), strict=True):
-        ax.axhline(target, color="gray", linestyle=":")
+    res.figures += draw({"raw": raw, "params": res.params}, out)
+    return res
+
+
+def draw(doc: dict[str, Any], out: Path) -> list[str]:
+    """The figure from the benchmark's JSON: training loss against rounds and against MB per client, the target
+    loss as a labelled line."""
+    from ..plotting import natural_key, palette
+
+    target, raw = doc["params"]["target_loss"], doc["raw"]
+    colours = palette(raw)
+    fig, axes = figure(1, 2, (6.2, 4.2))
+    for label in sorted(raw, key=natural_key):
+        m = raw[label]["simulator"]
+        axes[0].plot([r["comm_rounds"] for r in m], [r["loss"] for r in m], label=label, **colours[label])
+        axes[1].plot([(r["bytes_up"] + r["bytes_down"]) / 1e6 for r in m], [r["loss"] for r in m], label=label,
+                     **colours[label])
+    for ax, xl in zip(axes, ("communication rounds (log)", "MB sent + received per client (log)"), strict=True):
+        ax.axhline(target, color="gray", linestyle=":", label=f"target training loss {target:g}")
         ax.set(xscale="log", xlabel=xl, ylabel="training loss")
         ax.grid(True, alpha=0.3)
-        ax.legend()
-    res.figures.append(save(fig, out / f"{NAME}.png"))
-    return res
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Communication to a training loss of {target:g}: CELGC I = 1, 4, 16 vs naive parallel clipping, "
+                 "LSTM on PTB (simulator)")
+    return [save(fig, out / f"{NAME}.png")]
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.memory import keep_freed_memory
-from .common import Result, clock_name, figure, measure, median, save, use_clock
+from .common import Result, clock_name, figure, log_axes, measure, median, save, use_clock
 from .simulator import simulator_round
 
 NAME = "scaling"
@@ -82,18 +82,31 @@ def run(quick: bool, out: Path, repeats: int, max_clients: int | None = None, me
     off = [r["N"] for r in rows if abs(r["measured / fit"] - 1) > 0.25]
     res.notes.append("measured within 25% of the line at every N" if not off else
                      f"measured deviates from the line by more than 25% at N = {', '.join(map(str, off))}")
-    fig, axes = figure(1, 2)
-    axes[0].plot(ns, ms, "o-", label="measured")
-    axes[0].plot(ns, a + b * ns, "--", label=f"{a:.2g} + {b:.2g}·N ms (fit N <= {FIT_UP_TO})")
-    axes[0].set(xscale="log", yscale="log", xlabel="clients N", ylabel="ms per round")
-    axes[1].plot(ns, [p["peak_rss_mb"] for p in pts], "o-", label="peak resident memory of the process")
-    axes[1].set(xscale="log", yscale="log", xlabel="clients N", ylabel="MB")
-    for ax in axes:
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    res.figures.append(save(fig, out / f"{NAME}.png"))
+    res.figures += draw({"rows": rows, "params": res.params}, out)
     return res
 
 
 if __name__ == "__main__":
     print(json.dumps(child(json.loads(sys.argv[1]))))
+
+
+def draw(doc: dict[str, Any], out: Path) -> list[str]:
+    """The figure from the benchmark's JSON: ms per round and peak memory against N, with the linear fit."""
+    rows, fit_up_to = doc["rows"], doc["params"]["fit_up_to"]
+    ns = [r["N"] for r in rows]
+    (n1, f1), (n2, f2) = [(r["N"], r["fit a + b·N ms"]) for r in rows[:2]]
+    b = (f2 - f1) / (n2 - n1)
+    a = f1 - b * n1
+    fig, axes = figure(1, 2, (6.2, 4.2))
+    axes[0].plot(ns, [r["ms per round"] for r in rows], "o-", label="measured (median)")
+    axes[0].plot(ns, [r["fit a + b·N ms"] for r in rows], "--", label=f"fit on N ≤ {fit_up_to}: {a:.2g} + {b:.2g}·N ms")
+    axes[0].set(xlabel="clients N", ylabel="ms per round", title="time per CELGC round")
+    axes[1].plot(ns, [r["peak RSS MB"] for r in rows], "o-", label="peak resident memory of the process")
+    axes[1].set(xlabel="clients N", ylabel="MB", title="memory")
+    for ax in axes:
+        log_axes(ax, ns)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Scaling in the number of clients: MLP on MNIST, B = {doc['params']['batch']} rows per client, "
+                 "one process")
+    return [save(fig, out / f"{NAME}.png")]
