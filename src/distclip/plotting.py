@@ -221,16 +221,25 @@ def _axes(ax: Any, logx: bool, logy: bool, late: list[float]) -> None:
 
 
 def log_ticks(axis: Any) -> None:
-    """Uncluttered log ticks: at most about seven decades labelled, no minor labels; over less than three
-    decades 1, 2, 5 per decade written plainly (0.2, 0.5, 1, 2, ...), within one decade 1, 2, ..., 9."""
+    """Uncluttered log ticks: over 2.5 decades or more the powers of ten (at most about seven labelled); over
+    less, 1, 2, 5 per decade, within one decade 1, 2, ..., 9, written plainly (0.2, 0.5, 1, 2e5); no minor labels."""
     lo, hi = axis.get_view_interval()
-    if lo > 0 and math.log10(hi / lo) < 3:
-        subs = (1.0, 2.0, 5.0) if math.log10(hi / lo) > 1 else tuple(float(k) for k in range(1, 10))
+    span = math.log10(hi / lo) if lo > 0 else math.inf
+    if span < 2.5:
+        subs = (1.0, 2.0, 5.0) if span > 1 else tuple(float(k) for k in range(1, 10))
         axis.set_major_locator(ticker.LogLocator(subs=subs))
-        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: plain(v)))
     else:
         axis.set_major_locator(ticker.LogLocator(numticks=7))
     axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plain(v: float) -> str:
+    """A tick value without mathtext: 0.05, 20, 2e5."""
+    if v == 0 or 1e-3 <= abs(v) < 1e4:
+        return f"{v:g}"
+    mantissa, exponent = f"{v:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def axis_label(metric: str, curves: list[Curve]) -> str:
