@@ -45,13 +45,19 @@ def grid_groups(results: list[Any]) -> dict[str, list[Any]]:
     keys = {k for r in results for k in _grid_keys(r)}
     for key in sorted(keys):
         section, _, name = key.rpartition(".")
-        values = sorted({_value(r, section, name) for r in results if _value(r, section, name) is not None}, key=str)
+        values = sorted({_value(r, section, name) for r in results if _value(r, section, name) is not None},
+                        key=_order)
         if len(values) < 2:
             continue
         for v in values:
             members = [r for r in results if _value(r, section, name) in (v, None)]
             groups[f"{name}={fmt(v)}"] = members
     return groups
+
+
+def _order(v: Any) -> tuple:
+    """Numbers by value (ε = 3, 9, 27), then anything else as text."""
+    return (0, v, "") if isinstance(v, int | float) and not isinstance(v, bool) else (1, 0, str(v))
 
 
 def group_file(group: str) -> str:
