@@ -191,3 +191,16 @@ def test_standard_figure_has_the_four_panels(tmp_path: Path, capture: dict[str, 
     labels = [(ax.get_xlabel(), ax.get_ylabel().split(",")[0]) for ax in capture["axes"]]
     assert [x.split(" (")[0] for x, _ in labels] == ["iteration k", "floats sent per client"] * 2
     assert all(math.isfinite(v) for ax in capture["axes"] for line in ax.get_lines() for v in line.get_ydata())
+
+
+PERFORMANCE = Path(__file__).parents[1] / "docs" / "performance"
+
+
+@pytest.mark.parametrize("name", ["simulator-vs-loop", "scaling", "communication", "torch-kind"])
+def test_benchmark_figures_draw_from_their_json(name: str, tmp_path: Path) -> None:
+    """Each benchmark's figure is drawn from its JSON alone (as scripts/redraw_figures.py --performance does)."""
+    from distclip.bench import BENCHMARKS
+
+    doc = json.loads((PERFORMANCE / f"{name}.json").read_text())
+    assert BENCHMARKS[name].draw(doc, tmp_path) == [f"{name}.png"]
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
