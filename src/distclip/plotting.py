@@ -15,8 +15,8 @@ Every figure is built from :class:`Series` (a run's label and its metrics rows) 
   axis label says so.
 - ``gap`` is f − f_min, f_min the smallest f over the runs drawn *that share an objective* (the same problem
   and partition; runs of different objectives, e.g. one per H, each get their own f_min). It is clipped at a
-  floor of 1e-15·|f_min| (about ten float64 rounding units of f): below it the difference is rounding noise, and
-  a run that ends exactly at f_min would vanish from the log axis.
+  floor of 1e-15·|f_min| (1e-15 when f_min = 0; about ten float64 rounding units of f): below it the
+  difference is rounding noise, and a run that ends exactly at f_min would vanish from the log axis.
 
 :func:`plot_metrics` is ``distclip plot``; :mod:`distclip.figures` composes the fixed panels of the suites.
 """
@@ -155,7 +155,7 @@ def set_f_min(curves: list[Curve]) -> None:
 
 def _y(row: dict[str, Any], metric: str, f_min: float) -> float | None:
     if metric == "gap":
-        return max(row["loss"] - f_min, GAP_FLOOR * max(abs(f_min), 1e-300)) if "loss" in row else None
+        return max(row["loss"] - f_min, GAP_FLOOR * (abs(f_min) or 1.0)) if "loss" in row else None
     v = row.get(metric)
     return v if isinstance(v, int | float) and math.isfinite(v) else None
 
@@ -198,9 +198,11 @@ def draw(ax: Any, curves: list[Curve], xkey: str, metric: str, colours: dict[str
         xs, ys = zip(*keep, strict=True)
         style = {"linewidth": 1.5, **colours.get(c.label, {})}
         ax.plot(xs, ys, label=c.label, marker="o" if len(xs) <= 20 else None, markersize=3, **style)
-        if c.seeds > 1:
-            lo, hi = dict(_points(c.low, xkey, metric, c.f_min)), dict(_points(c.high, xkey, metric, c.f_min))
-            band = [(x, lo[x], hi[x]) for x in xs if x in lo and x in hi]
+        if c.seeds > 1:  # min and max rows are aligned with the mean rows, step by step
+            band = [(m[xkey], lo, hi) for m, low, high in zip(c.mean, c.low, c.high, strict=True)
+                    if xkey in m and (lo := _y(low, metric, c.f_min)) is not None
+                    and (hi := _y(high, metric, c.f_min)) is not None
+                    and (m[xkey] > 0 or not logx) and (lo > 0 or not logy)]
             if band:
                 ax.fill_between(*zip(*band, strict=True), color=colours.get(c.label, {}).get("color"), alpha=0.15,
                                 linewidth=0)
