@@ -112,6 +112,13 @@ def test_seeds_are_drawn_as_mean_and_min_max_band(tmp_path: Path, capture: dict[
     assert min(band) == 1.0 and max(band) == 7.0
     assert len(ax.collections) == 1  # the single-seed run has no band
     assert capture["note"] == "mean of 2 seeds, band: min–max"
+    slow = rows([3.0, 7.0])
+    for r in slow:
+        r["wall_s"] *= 3  # seeds differ in wall clock: the band still follows the mean's x
+    plot_metrics([Series("celgc", rows([1.0, 3.0])), Series("celgc", slow)], ["loss"], "wall", tmp_path / "w.png",
+                 logy=False, logx=False)
+    band = capture["axes"][0].collections[0].get_paths()[0].vertices
+    assert set(band[:, 0]) == {0.0, 1.0} and max(band[:, 1]) == 7.0  # mean wall clock 0 and (0.5 + 1.5) / 2
 
 
 def test_labels_are_in_natural_order_with_a_fixed_colour_each(tmp_path: Path, capture: dict[str, Any]) -> None:
