@@ -39,9 +39,10 @@ def prepare(out: Path, continuing: bool) -> Path:
 
 def same_run(config_toml: str, cfg: Config) -> bool:
     """Whether a checkpoint's config describes ``cfg``'s run, up to its length (``run.steps``) and logging."""
-    other = from_dict(tomllib.loads(config_toml))
+    doc = tomllib.loads(config_toml)
+    doc.setdefault("run", {})["tensorboard"] = cfg.run.tensorboard  # how it is logged, not what it computes
+    other = from_dict(doc)
     other.run.steps, other.run.epochs = cfg.run.steps, cfg.run.epochs
-    other.run.tensorboard = cfg.run.tensorboard  # how it is logged, not what it computes
     return to_toml(other) == to_toml(cfg)
 
 
