@@ -84,6 +84,9 @@ def test_logy_is_automatic_over_two_decades_and_can_be_forced(tmp_path: Path, ca
     assert capture["axes"][0].get_yscale() == "log"
     plot_metrics(wide, ["loss"], "steps", tmp_path / "f.png", logy=False)  # --no-logy
     assert capture["axes"][0].get_yscale() == "linear"
+    fraction = [Series("a", rows([1.0, 1.0, 1.0], clip_frac_mean=[0.5, 0.001, 0.0]))]
+    plot_metrics(fraction, ["clip_frac_mean"], "steps", tmp_path / "f.png")  # a fraction stays linear: 0 is drawn
+    assert capture["axes"][0].get_yscale() == "linear" and len(capture["axes"][0].get_lines()[0].get_ydata()) == 3
 
 
 def test_logx_is_automatic_when_extents_differ_and_can_be_forced(tmp_path: Path, capture: dict[str, Any]) -> None:

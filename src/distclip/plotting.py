@@ -8,7 +8,8 @@ Every figure is built from :class:`Series` (a run's label and its metrics rows) 
   in natural order, so a sweep's figures (all runs, one value of a grid key, ...) all take their colours from
   the sweep's full label list and a run keeps its colour in every figure.
 - **Order**: legends list labels in natural order (``I=1, 4, 16``, not ``1, 16, 4``), outside the axes.
-- **Log axes**, unless forced: y is logarithmic when its positive values span more than two decades (100x),
+- **Log axes**, unless forced: y is logarithmic when its positive values span more than two decades (100x) and
+  it is not a fraction (clipping frequency, accuracy: linear, as they are often exactly 0 or near 1),
   x when the curves' extents differ by more than about 12x (I = 16 beside I = 1 against rounds). Points at
   x <= 0 or y <= 0 are not drawn on a log axis. On a linear axis, loss, accuracy and perplexity are zoomed on
   the later half of the curves, where the runs differ (the whole range would flatten 95% against 96%); the
@@ -55,6 +56,7 @@ LABELS: dict[str, str] = {
     "valid_ppl": "validation perplexity", "valid_loss": "validation loss", "epsilon": "ε spent (δ fixed)",
     "clip_frac": "fraction of clients clipped", "clip_frac_mean": "clipping frequency",
 }
+FRACTIONS = {"clip_frac", "clip_frac_mean", "test_acc", "train_acc"}  # in [0, 1], often exactly 0: linear unless forced
 ZOOMED = {"loss", "test_acc", "train_acc", "test_loss", "valid_ppl", "valid_loss"}  # trends, zoomed when linear
 GAP_FLOOR = 1e-15  # relative to |f_min|: f − f_min below it is float64 rounding noise
 _DECADES_Y = 2.0
@@ -178,7 +180,7 @@ def auto_log(curves: list[Curve], xkey: str, metric: str) -> tuple[bool, bool]:
     """(log x, log y) by the rules of the module docstring."""
     ends = [max(x for x, _ in pts) for c in curves if (pts := _points(c.mean, xkey, metric, c.f_min))]
     ys = [y for c in curves for rows in (c.low, c.high) for _, y in _points(rows, xkey, metric, c.f_min)]
-    return _span(ends) >= _DECADES_X, _span(ys) > _DECADES_Y
+    return _span(ends) >= _DECADES_X, metric not in FRACTIONS and _span(ys) > _DECADES_Y
 
 
 def draw(ax: Any, curves: list[Curve], xkey: str, metric: str, colours: dict[str, Any],
