@@ -52,6 +52,10 @@ class RunConfig:
     backend: str = key("auto", "auto (nccl on cuda) | gloo | nccl")
     timeout_s: float = key(300.0, "collective timeout: a hung worker fails after this")
     checkpoint_every: int = key(0, "write checkpoint.pt every N steps (0: never)")
+    threads: int = key(0, "intra-op threads of each process (torch.set_num_threads, restored after the run); 0: "
+                       "$OMP_NUM_THREADS if set, else 1. One is the default: a round of small per-client ops gains "
+                       "little from more, and on a machine whose cores are busy more threads are many times slower "
+                       "(docs/performance.md, peers)")
 
     def validate(self, cfg: Any) -> None:
         if self.steps < 0:
@@ -72,6 +76,8 @@ class RunConfig:
         choice("run.backend", self.backend, ("auto", "gloo", "nccl"))
         if not 0 < self.timeout_s < math.inf:
             raise DistclipError(f"run.timeout_s = {self.timeout_s} must be a finite number of seconds > 0")
+        if self.threads < 0:
+            raise DistclipError(f"run.threads = {self.threads} must be >= 0 (0: $OMP_NUM_THREADS, else 1)")
         if self.checkpoint_every < 0:
             raise DistclipError(f"run.checkpoint_every = {self.checkpoint_every} must be >= 0 (0: no checkpoints)")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
