@@ -151,7 +151,7 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
 
 
 def intra_op_threads(threads: int) -> contextlib.AbstractContextManager[int]:
-    """torch's intra-op threads set to ``threads`` (0: $OMP_NUM_THREADS if set, else 1) while the run lasts."""
+    """The intra-op threads of torch set to ``threads`` (0: $OMP_NUM_THREADS if set, else 1) while the run lasts."""
     env = re.match(r"\s*([1-9][0-9]*)", os.environ.get("OMP_NUM_THREADS", ""))
     return _threads(threads or (int(env.group(1)) if env else 1))
 
