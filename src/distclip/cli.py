@@ -135,6 +135,8 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="peers: first create --peers-venv if it is missing (python -m venv, then pip install "
                        "this torch version, flwr[simulation] and pfl; about 1.5 GB)")
     bench.add_argument("--clients", type=_int_list, metavar="N,N", help="peers: client counts (default 16,64; quick 8)")
+    bench.add_argument("--algorithms", type=lambda t: t.split(","), metavar="A,A",
+                       help="peers: rounds to time, fedavg and/or celgc (default fedavg,celgc)")
     bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
 
 
@@ -294,7 +296,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     options = {"communication": {"latency_ms": args.latency_ms, "bandwidth_gbit": args.bandwidth_gbit,
                                  "world": args.world},
                "scaling": {"max_clients": args.max_clients},
-               "peers": {"venv": args.peers_venv, "clients": args.clients, "do_setup": args.setup}}
+               "peers": {"venv": args.peers_venv, "clients": args.clients, "do_setup": args.setup,
+                         "algorithms": args.algorithms}}
     bench(args.names, out, quick=args.quick, repeats=args.repeats, threads=args.threads, clock=args.clock,
           options=options)
     print(f"wrote {out}")

@@ -54,17 +54,17 @@ class Contender:
     script: str
     peer: bool = False  # run by the peer environment's python
     threads: int = 1
-    rounds: int = 8  # timed rounds per process (quick: 3)
+    rounds: int = 5  # timed rounds per process (quick: at most 3)
     algorithms: tuple[str, ...] = ("fedavg", "celgc")
 
 
 CONTENDERS = (
     Contender("distclip", "distclip_round.py"),
-    Contender("distclip 2 threads", "distclip_round.py", threads=2),
+    Contender("distclip 2 threads", "distclip_round.py", threads=2, rounds=3),
     Contender("floor", "floor.py", algorithms=("fedavg",)),
     Contender("plain loop", "plain_loop.py"),
     Contender("pfl", "pfl_round.py", peer=True),
-    Contender("flower", "flower_round.py", peer=True, rounds=4),
+    Contender("flower", "flower_round.py", peer=True, rounds=3),
 )
 
 
@@ -177,7 +177,9 @@ def sizes(quick: bool, clients: list[int] | None) -> list[int]:
 
 def run(quick: bool, out: Path, repeats: int, venv: Path | None = None, clients: list[int] | None = None,
         algorithms: list[str] | None = None, do_setup: bool = False) -> Result:
-    venv = venv or DEFAULT_VENV
+    venv, algorithms = venv or DEFAULT_VENV, algorithms or ["fedavg", "celgc"]
+    if not set(algorithms) <= {"fedavg", "celgc"}:
+        raise DistclipError(f"--algorithms {','.join(algorithms)}: each must be fedavg or celgc")
     if do_setup and not peer_python(venv).exists():
         setup(venv)
     have_peers = peer_python(venv).exists()
@@ -187,12 +189,19 @@ def run(quick: bool, out: Path, repeats: int, venv: Path | None = None, clients:
     for n in sizes(quick, clients):
         with tempfile.TemporaryDirectory() as tmp:
             write_data(n, Path(tmp))
-            for alg in algorithms or ["fedavg", "celgc"]:
+            for alg in algorithms:
                 here = [c for c in chosen if alg in c.algorithms]
                 reps = raw.setdefault(f"{alg}-N{n}", [])
                 for r in range(repeats):
                     order = here[r % len(here):] + here[:r % len(here)]  # rotate who goes first
-                    reps.append({c.name: run_one(c, alg, n, Path(tmp), venv, quick, cores) for c in order})
+                    rep = {}
+                    for c in order:
+                        rep[c.name] = one = run_one(c, alg, n, Path(tmp), venv, quick, cores)
+                        print(f"peers: {alg} N={n} repetition {r + 1}/{repeats}: {c.name} {one['round_s'] * 1e3:.1f} ms"
+                              f" per round, load {one['load_1min']:.1f}", file=sys.stderr, flush=True)
+                    reps.append({c.name: rep[c.name] for c in here})
+                    out.mkdir(parents=True, exist_ok=True)  # what is measured so far, in case the run is cut off
+                    (out / f"{NAME}-partial.json").write_text(json.dumps(raw, indent=1), encoding="utf-8")
     return report(raw, repeats, venv, have_peers, cores)
 
 

@@ -71,7 +71,7 @@ class Tally:
         first, where = v[3] < 0, v[4]
         if at:
             ends = torch.stack([e.to(v.device, torch.float64) for _, t in at
-                                for e in torch.aminmax(t.detach().reshape(-1))])
+                                for e in torch.aminmax(t.detach())])
             bad = ~torch.isfinite(ends).view(-1, 2).all(dim=1)
             key = tuple(i for i, _ in at)
             if key not in self._where:
