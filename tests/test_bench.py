@@ -69,3 +69,13 @@ def test_bench_cli_quick_smoke(tmp_path, capsys):
 def test_bench_rejects_unknown_name(capsys):
     assert main(["bench", "nope"]) == 2
     assert "unknown benchmark nope" in capsys.readouterr().err
+
+
+def test_sampling_contender_keeps_per_client_state_only_where_the_rule_has_it():
+    from distclip.bench.sampling import contender
+
+    one, ef21 = contender("logreg-ef21", 300, {"scheme": "fixed", "clients": 100})
+    one()
+    assert ef21["d"] == 123 and ef21["store_mb"] == 300 * 123 * 8 / 2**20  # EF21's g_i of every client
+    _, fedavg = contender("logreg-fedavg", 300, {"scheme": "fixed", "clients": 100})
+    assert fedavg["store_mb"] == 0  # FedAvg: local models of the cohort only

@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list", parents=[common], help="list algorithms, problems, bundled datasets and options",
         description="Without NAME: every algorithm, problem kind, bundled dataset and option. With NAME (an "
-        "algorithm, a problem kind, run or partition): its config keys with type, default and meaning.",
+        "algorithm, a problem kind, run, partition or sampling): its config keys with type, default and meaning.",
     )
-    lst.add_argument("name", nargs="?", metavar="NAME", help="an algorithm or problem kind (e.g. celgc, lstm)")
+    lst.add_argument("name", nargs="?", metavar="NAME",
+                     help="an algorithm or problem kind (e.g. celgc, lstm), or run, partition, sampling")
 
     _add_bench(sub, common)
     return p

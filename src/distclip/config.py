@@ -24,7 +24,7 @@ from .algorithms.base import validate as validate_algorithm
 from .errors import DistclipError
 from .problems import kinds
 from .schema import dump_toml
-from .sections import PartitionConfig, RunConfig
+from .sections import PartitionConfig, RunConfig, SamplingConfig
 
 
 @dataclass
@@ -68,8 +68,9 @@ SLOTS = {
     "problem": Slot("kind", kinds.DEFAULT, kinds.get, lambda e: e.config, kinds.not_applicable),
     "algorithm": Slot("name", algorithms.DEFAULT, algorithms.get, lambda e: e.Params, algorithms.not_applicable),
 }
-PLAIN = {"partition": PartitionConfig, "run": RunConfig}
-SECTIONS = ("problem", "partition", "algorithm", "run")
+PLAIN = {"partition": PartitionConfig, "sampling": SamplingConfig, "run": RunConfig}
+SECTIONS = ("problem", "partition", "algorithm", "sampling", "run")
+OPTIONAL = ("sampling",)  # written to config.toml only when given: configs without it read as before
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Config:
     problem: Component | None = None  # None in a sweep config: each of its runs has its own
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     algorithm: Component | None = None
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     run: RunConfig = field(default_factory=RunConfig)
     sweep: list[dict[str, Any]] = field(default_factory=list)
     given: frozenset[str] = field(default_factory=frozenset, repr=False)  # "section.key" set explicitly
@@ -156,6 +158,7 @@ def validate(cfg: Config) -> None:
     cfg.partition.validate(cfg)
     a = cfg.algorithm
     a.params = validate_algorithm(a.entry, a.params, cfg)
+    cfg.sampling.validate(cfg)
     cfg.run.validate(cfg)
 
 
@@ -275,6 +278,6 @@ def to_toml(cfg: Config) -> str:
         if isinstance(section, Component):
             table = schema.to_table(section.params, lambda k, p=section.params: _active(p, k))
             doc[name] = {section.selector: section.name, **table}
-        else:
+        elif name not in OPTIONAL or section.active:
             doc[name] = schema.to_table(section)
     return dump_toml(doc)

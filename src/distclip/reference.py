@@ -7,7 +7,11 @@ from . import schema
 from .algorithms import ALGORITHMS
 from .errors import DistclipError
 from .problems import kinds
-from .sections import PartitionConfig, RunConfig
+from .sections import PartitionConfig, RunConfig, SamplingConfig
+
+PLAIN = {"run": RunConfig, "partition": PartitionConfig, "sampling": SamplingConfig}
+NOTES = {"sampling": "Optional (default: every client in every round). One cohort of clients per communication "
+                     "round, drawn from (seed, round), for any algorithm; see docs/algorithms.md §13."}
 
 TITLE = "# Configuration reference"
 INTRO = (
@@ -38,8 +42,11 @@ def _kinds() -> list[list[str]]:
 
 
 def markdown() -> str:
-    lines = [TITLE, "", INTRO, "", "## [run]", "", *_table(RunConfig), "", "## [partition]", "",
-             *_table(PartitionConfig), "", "## [problem]: one table per kind", ""]
+    lines = [TITLE, "", INTRO, ""]
+    for name, cls in PLAIN.items():
+        note = [NOTES[name], ""] if name in NOTES else []
+        lines += [f"## [{name}]", "", *note, *_table(cls), ""]
+    lines += ["## [problem]: one table per kind", ""]
     for names in _kinds():
         kind = kinds.get(names[0])
         lines += [f"### kind = {' | '.join(repr(n) for n in names)}", "",
@@ -60,8 +67,8 @@ def component(name: str) -> str:
     elif name in kinds.MODULES:
         k = kinds.get(name)
         head, rows = f"problem.kind = {name!r}: {k.summary}", schema.describe(k.config)
-    elif name in ("run", "partition"):
-        head, rows = f"[{name}]", schema.describe({"run": RunConfig, "partition": PartitionConfig}[name])
+    elif name in PLAIN:
+        head, rows = f"[{name}]", schema.describe(PLAIN[name])
     else:
         raise DistclipError(f"{name!r} is neither an algorithm nor a problem kind; see `distclip list`")
     width = [max(len(r[i]) for r in rows) for i in range(3)] if rows else [0, 0, 0]

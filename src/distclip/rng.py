@@ -4,7 +4,7 @@ Nothing depends on which process holds a client or on how many clients a process
 is no generator state to checkpoint. The hash is SplitMix64 (Steele, Lea, Flood 2014) on numpy
 uint64 arrays, whose wrap-around arithmetic is well defined. Sampling is uniform with replacement
 (the modulo bias is below m/2^53). :func:`uniform` runs the same hash on torch tensors for dropout
-masks.
+masks. :func:`cohort` draws the clients of a communication round (client sampling) from (seed, round).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def counter_bits(seed: int, clients: np.ndarray, step: int, count: int, stream: 
     ``stream`` > 0 gives an independent sequence for a second kind of draw at the same step (EPISODE's
     resampled gradient); stream 0 is the sequence of the steps' own minibatches.
     """
-    key = _mix(np.full(len(clients), seed % 2**64, dtype=np.uint64))
+    key = _mix(np.array([seed % 2**64], dtype=np.uint64))  # the same for every client: hashed once
     key = _mix(key ^ np.asarray(clients, dtype=np.uint64))
     key = _mix(key ^ np.uint64(step % 2**64))
     if stream:
@@ -45,6 +45,30 @@ def derive_seed(seed: int, stream: int) -> int:
     """An independent seed for a named random stream (noise, sampling, ...) of the run seeded ``seed``."""
     key = _mix(np.array([seed % 2**64], dtype=np.uint64))
     return int(_mix(key ^ np.uint64(stream % 2**64))[0])
+
+
+SAMPLING = 4  # the stream of client sampling (privacy.noise numbers its other streams 1-3)
+
+
+def cohort(seed: int, round_: int, n_clients: int, *, size: int | None = None, rate: float | None = None) -> np.ndarray:
+    """The sorted ids of the clients taking part in round ``round_``: ``size`` of the ``n_clients`` without
+    replacement (uniformly among all subsets of that size), or each client independently with probability ``rate``.
+
+    Poisson: client i takes part iff u(seed, i, round) < rate, u its 53-bit uniform of the sampling stream (one
+    hash per client). Fixed size: Floyd's algorithm (Bentley & Floyd 1987), ``size`` draws from (seed, round),
+    so a round costs O(size), not O(n_clients). Neither depends on which process asks.
+    """
+    key = derive_seed(seed, SAMPLING)
+    if rate is not None:
+        u = counter_bits(key, np.arange(n_clients, dtype=np.uint64), round_, 1)[:, 0].astype(np.float64) * 2.0**-53
+        return np.flatnonzero(u < rate)
+    assert size is not None and 0 <= size <= n_clients
+    bits = counter_bits(key, np.array([2**63 - 1], dtype=np.uint64), round_, size)[0]  # a key no client id has
+    chosen: set[int] = set()
+    for j, b in zip(range(n_clients - size, n_clients), bits.tolist(), strict=True):
+        pick = b % (j + 1)
+        chosen.add(j if pick in chosen else pick)
+    return np.array(sorted(chosen), dtype=np.int64)
 
 
 def sample_indices(seed: int, clients: np.ndarray, step: int, batch: int, rows: int, stream: int = 0) -> np.ndarray:

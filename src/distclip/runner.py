@@ -25,6 +25,7 @@ from . import checkpoint, ledger, rundir
 from .algorithms import ALGORITHMS, Context
 from .algorithms.base import Env, resolve
 from .config import Config, expand, from_dict, load, to_toml
+from .engine.cohort import Sampled
 from .engine.distributed import TorchDistributed, agree, broadcast, launched
 from .engine.distributed import init as init_distributed
 from .engine.loop import NonFinite, Progress, train
@@ -87,6 +88,20 @@ def build_context(cfg: Config, problem: Problem, transport: Transport) -> tuple[
     hp = ledger.resolve(spec, hp, resolve_length(cfg, problem).steps, problem.n_clients)
     oracle = ClientOracle(problem, transport.clients, cfg.run.batch_size, cfg.seed)
     return Context(ledger.channel(spec, hp, transport, cfg.seed), oracle, hp, x0), env.facts
+
+
+def sampled_rules(cfg: Config, spec: Any, hp: Any, problem: Problem) -> Any:
+    """The rules the loop runs: the algorithm's own, or with client sampling around them (``[sampling]``, or the
+    rule's ``own_sampling``; :mod:`distclip.engine.cohort`)."""
+    own = getattr(spec.rules, "own_sampling", None)
+    sampling = cfg.sampling if cfg.sampling.active else own(hp) if own is not None else None
+    if sampling is None:
+        return spec.rules
+    carried = getattr(problem, "client_state", None)
+    if carried is not None and carried(torch.arange(1)):
+        raise DistclipError(f"client sampling with problem kind '{cfg.problem.kind}' carrying per-client state "
+                            "(hidden states) is not supported; turn the carry off or remove [sampling]")
+    return Sampled(spec.rules, sampling, cfg.seed, empty_rounds=own is not None and not cfg.sampling.active)
 
 
 def default_name(cfg: Config) -> str:
@@ -175,8 +190,9 @@ def _run(cfg: Config, out: str | Path | None, progress: bool, label: str, resume
     out_dir = None if out is None else Path(transport.broadcast(str(out)))
     length = resolve_length(cfg, problem)
     found, resumed = _start(cfg, out_dir, transport, spec, ctx, problem, resume, length.steps)
+    rules = sampled_rules(cfg, spec, ctx.hp, problem)
     try:
-        return _train(cfg, spec, ctx, problem, transport, out_dir, found, resumed, length, facts, label, progress)
+        return _train(cfg, rules, ctx, problem, transport, out_dir, found, resumed, length, facts, label, progress)
     finally:
         found.release()
 
@@ -209,7 +225,7 @@ def _start(cfg: Config, out_dir: Path | None, transport: Transport, spec: Any, c
     return found, resumed
 
 
-def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Transport, out_dir: Path | None,
+def _train(cfg: Config, rules: Any, ctx: Context, problem: Problem, transport: Transport, out_dir: Path | None,
            found: rundir.Resumed, resumed: tuple[Any, Progress] | None, length: Length, facts: dict[str, Any],
            label: str, progress: bool) -> RunResult:
     """The training loop with its logging, checkpoints and summary (rank 0 writes)."""
@@ -218,6 +234,7 @@ def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Tr
     if resumed is not None:
         facts["resumed_from"] = resumed[1].step
     writer = MetricsWriter(out_dir / "metrics.jsonl") if out_dir is not None and writer_rank else None
+    spec = ALGORITHMS[cfg.algorithm.name]
     accountant = ledger.ledger(spec, ctx.hp, length.steps)
 
     def log(row: dict[str, Any]) -> None:
@@ -246,7 +263,7 @@ def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Tr
 
     try:
         state, prog = train(
-            spec.rules, ctx, problem, length.steps, length.log_every, log, evaluate=writer_rank,
+            rules, ctx, problem, length.steps, length.log_every, log, evaluate=writer_rank,
             progress=bar, resume=resumed, heartbeat=heartbeat if progress and writer_rank and not bar else None,
             checkpoint=save if out_dir is not None else None, checkpoint_every=cfg.run.checkpoint_every,
             step_size=None if schedule is None else schedule.step_size(length.steps_per_epoch, length.steps),
@@ -263,7 +280,7 @@ def _train(cfg: Config, spec: Any, ctx: Context, problem: Problem, transport: Tr
             writer.close()
     summary.update(status="ok", final=rows[-1] if rows else None, total_s=time.perf_counter() - t0,
                    last_clip_step=prog.last_clip, steps_done=prog.step)
-    x = spec.rules.model(state, ctx)
+    x = rules.model(state, ctx)
     if out_dir is not None and writer_rank:
         rundir.write_summary(out_dir, summary)
     module = problem.as_module(x) if hasattr(problem, "as_module") else None

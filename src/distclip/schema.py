@@ -11,6 +11,7 @@ dataclasses instead of one object that knows every key. Nothing here knows any a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -55,8 +56,10 @@ class Key:
         return self.field.metadata
 
 
+@functools.cache
 def keys(cls: type) -> dict[str, Key]:
-    """The TOML keys of section class ``cls``, groups flattened, in field order."""
+    """The TOML keys of section class ``cls``, groups flattened, in field order (computed once per class: the
+    engine asks for them every step; do not change the dict)."""
     out: dict[str, Key] = {}
     for k in _walk(cls, ()):
         if k.name in out:

@@ -1,5 +1,6 @@
-"""The two config sections every experiment has whatever its algorithm and problem: ``[partition]`` (how
-labelled rows are split into clients) and ``[run]`` (length, logging, precision, placement, engine)."""
+"""The config sections every experiment has whatever its algorithm and problem: ``[partition]`` (how
+labelled rows are split into clients), ``[sampling]`` (which clients take part in each round) and ``[run]``
+(length, logging, precision, placement, engine)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,44 @@ class PartitionConfig:
             raise DistclipError(f"partition.alpha = {self.alpha} must be a finite number > 0")
 
 
+SAMPLING_SCHEMES = ("all", "fixed", "poisson")
+
+
+@dataclass
+class SamplingConfig:
+    """Client sampling (docs/algorithms.md §13): one cohort S_r per communication round r, drawn from (seed, r).
+
+    A section of its own, not keys of ``[algorithm]``: it is the federated setting (which clients are
+    reachable in a round), the same for every rule, and the engine applies it around any rule
+    (:mod:`distclip.engine.cohort`); the rules only see the cohort."""
+
+    scheme: str = key("all", "all (every client, every round) | fixed (m clients without replacement) | poisson "
+                      "(each client independently with rate q)")
+    clients: int | None = key(None, "fixed: cohort size m per round (1 <= m <= partition.clients)")
+    rate: float | None = key(None, "poisson: probability q in (0, 1] that a client takes part in a round")
+    state: str = key("device", "device | host: where per-client state of all N clients is kept (host: the "
+                     "cohort's rows travel to run.device when its round starts, and back when it ends)")
+
+    @property
+    def active(self) -> bool:
+        return self.scheme != "all"
+
+    def validate(self, cfg: Any) -> None:
+        choice("sampling.scheme", self.scheme, SAMPLING_SCHEMES)
+        choice("sampling.state", self.state, ("device", "host"))
+        for name, scheme in (("clients", "fixed"), ("rate", "poisson")):
+            if (getattr(self, name) is not None) != (self.scheme == scheme):
+                raise DistclipError(f"sampling.{name} goes with scheme = '{scheme}' (and that scheme needs it)")
+        n = cfg.partition.clients
+        if self.clients is not None and not 1 <= self.clients <= n:
+            raise DistclipError(f"sampling.clients = {self.clients} must be in [1, {n}] (partition.clients = {n})")
+        if self.rate is not None:
+            in_range("sampling.rate", self.rate, 0, 1, closed="(]", note=" (1: every client, every round)")
+        if self.active and cfg.run.checkpoint_every:
+            raise DistclipError("client sampling does not write checkpoints yet; set run.checkpoint_every = 0 or "
+                                "remove [sampling]")
+
+
 @dataclass
 class RunConfig:
     steps: int = key(1000, "server steps K")
@@ -55,7 +94,7 @@ class RunConfig:
     threads: int = key(0, "intra-op threads of each process (torch.set_num_threads, restored after the run); 0: "
                        "$OMP_NUM_THREADS if set, else 1. One is the default: a round of small per-client ops gains "
                        "little from more, and on a machine whose cores are busy more threads are many times slower "
-                       "(docs/performance.md, peers)")
+                       "(docs/performance.md §7, peers)")
 
     def validate(self, cfg: Any) -> None:
         if self.steps < 0:

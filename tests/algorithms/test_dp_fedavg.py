@@ -33,7 +33,7 @@ def drive(doc: dict[str, Any], steps: int) -> tuple[list[Any], Any, InProcess]:
     problem = runner.build_problem(cfg)
     tr = InProcess(problem.n_clients)
     ctx, _ = runner.build_context(cfg, problem, tr)
-    rules = ALGORITHMS[cfg.algorithm.name].rules
+    rules = runner.sampled_rules(cfg, ALGORITHMS[cfg.algorithm.name], ctx.hp, problem)  # q < 1: the engine samples
     state, _ = rules.init(ctx)
     out = [(rules.model(state, ctx), state)]
     for t in range(steps):

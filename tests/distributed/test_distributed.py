@@ -92,6 +92,18 @@ CASES = {
                              "run": {"steps": 6, "batch_size": 8, "log_every": 3}},
     "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 2, "client_rate": 0.6,
                                  "noise_multiplier": 1.0}, batch=8),
+    # client sampling ([sampling]): cohorts drawn from (seed, round); some ranks hold no participant in a round
+    "sampled-clip21-fixed": {**logreg({"name": "clip21", "lr": "1/L", "tau": 0.01}),
+                             "sampling": {"scheme": "fixed", "clients": 2}},
+    "sampled-ef21-topk-poisson": {**logreg({"name": "ef21", "lr": "1/L", "k": 3}),
+                                  "sampling": {"scheme": "poisson", "rate": 0.5}},
+    "sampled-scaffold-host": {**logreg({"name": "scaffold", "lr": 0.5, "local_steps": 3}, batch=8),
+                              "sampling": {"scheme": "fixed", "clients": 3, "state": "host"}},
+    "sampled-celgc-momentum-poisson": {**logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 2,
+                                                 "momentum": 0.9}, batch=8),
+                                       "sampling": {"scheme": "poisson", "rate": 0.4}},
+    "sampled-clip21-sgd-dp": {**logreg({"name": "clip21", "lr": 0.5, "tau": 0.05, "noise_multiplier": 0.5}, batch=8),
+                              "sampling": {"scheme": "fixed", "clients": 2}},
 }
 
 

@@ -301,3 +301,18 @@ def test_quadratic_one_dimensional_default_curvature() -> None:
     assert q.client_grads(q.x0(), torch.arange(2), None).tolist() == [[-2.0], [4.0]]
     assert q.loss(q.x0()) == pytest.approx(0.5 * (0.5 * 4 + 0.5 * 16), rel=1e-15)
     assert q.smoothness() == 1.0
+
+
+def test_synthetic_rows_for_many_clients() -> None:
+    """problem.rows: seeded i.i.d. Gaussian rows with ±1 labels of a linear model, split like any dataset."""
+    doc = {"seed": 4, "problem": {"kind": "logreg", "rows": 60, "n_features": 5, "lambda": 0.0},
+           "partition": {"clients": 30, "scheme": "iid"}, "algorithm": {"name": "gd", "lr": 0.5}}
+    p = runner.build_problem(config.from_dict(doc))
+    again = runner.build_problem(config.from_dict(doc))
+    assert (p.n_clients, p.m, p.dim) == (30, 2, 5)
+    assert torch.equal(p.A, again.A) and torch.equal(p.b, again.b)
+    assert set(p.b.flatten().tolist()) == {-1.0, 1.0}
+    other = runner.build_problem(config.from_dict({**doc, "seed": 5}))
+    assert not torch.equal(p.A, other.A)
+    with pytest.raises(Exception, match="exactly one of problem.dataset"):
+        config.from_dict({**doc, "problem": {**doc["problem"], "dataset": "a9a"}})

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from .. import schema
-from ..engine.transport import Transport
+from ..engine.transport import Transport, participation
 from ..errors import DistclipError
 from ..problems.base import ClientOracle
 
@@ -39,13 +39,28 @@ if TYPE_CHECKING:
     from ..config import Config
 
 
-def per_client(**kwargs: Any) -> Any:
-    """A state field with a leading client dimension: gathered into checkpoints, split on resume."""
-    return field(metadata={"per_client": True}, **kwargs)
+def per_client(*, restart: str = "", **kwargs: Any) -> Any:
+    """A state field with a leading client dimension: gathered into checkpoints, split on resume.
+
+    With client sampling (docs/algorithms.md §13) a plain per-client field is the client's own memory (g_i, c_i, a
+    momentum buffer), kept for every client while it is not sampled. ``restart`` marks fields that live for one
+    round only and exist for the round's participants alone: ``"model"`` (a local model, which restarts from the
+    server model when its client is next sampled) or ``"zeros"`` (recomputed by the rule when the round starts)."""
+    return field(metadata={"per_client": True, "restart": restart}, **kwargs)
+
+
+def local_model(**kwargs: Any) -> Any:
+    """A per-client local model: under client sampling it restarts from the server model every round."""
+    return per_client(restart="model", **kwargs)
 
 
 def is_per_client(f: Any) -> bool:
     return bool(f.metadata.get("per_client"))
+
+
+def restart(f: Any) -> str:
+    """How a per-client field starts a round under client sampling: "" (kept per client), "model" or "zeros"."""
+    return f.metadata.get("restart", "")
 
 
 def step_size(help: str = "step size η: a number > 0, or 'c/L' (e.g. '1/L') with L the problem's smoothness") -> Any:
@@ -59,12 +74,23 @@ def threshold(help: str, *, scales: bool = False, required: bool = True) -> Any:
     return schema.key(None, help, per_client=True, scales=scales, required=required)
 
 
+def memory_mean(transport: Transport, t: Tensor, **kwargs: Any) -> Tensor:
+    """(1/N) Σ_{i∈S} t_i, by which a server aggregate (1/N) Σ_i g_i of per-client memories moves when the round's
+    participants S add t_i to theirs: the plain mean without sampling, |S|/N times the participants' mean with it
+    (EF21-PP, docs/algorithms.md §13). ``kwargs`` go to ``transport.mean``."""
+    avg = transport.mean(t, **kwargs)
+    share = participation(transport)
+    return avg if share == 1 else share * avg
+
+
 @runtime_checkable
 class Rule(Protocol):
     """What an algorithm module provides (checked when it is registered).
 
     Optional: ``releases(hp, steps) -> int``, the noisy messages per client in ``steps`` steps (private
-    algorithms); ``sample_rate(hp) -> float``, the accountant's sampling rate (default 1)."""
+    algorithms); ``sample_rate(hp) -> float``, the accountant's sampling rate (default 1);
+    ``own_sampling(hp)``, the client sampling a rule asks for itself (a :class:`~distclip.sections.SamplingConfig`
+    or None; its rounds run even without participants, DP-FedAvg's noise)."""
 
     Params: type
     State: type

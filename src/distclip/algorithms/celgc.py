@@ -25,9 +25,9 @@ from ..clipping import scale
 from ..errors import DistclipError
 from ..schedule import Every, StepSchedule
 from ..schema import choice, group, key
-from .base import Context, Env, StepInfo, per_client, step_size, threshold
+from .base import Context, Env, StepInfo, local_model, per_client, step_size, threshold
 from .descent import descend
-from .momentum import SGDDirection
+from .momentum import SGDDirection, check_client_buffers
 
 OPTIONS = ("local", "max", "global_average")
 
@@ -61,6 +61,7 @@ class Params:
     schedule: StepSchedule = group(StepSchedule)
 
     def validate(self, cfg: Any) -> Params:
+        check_client_buffers(self.sgd, cfg.sampling.active)
         check_step_bound("celgc", self.tau, self.gamma)
         choice("algorithm.clip", self.clip, ("norm", "soft", "coordinate"))
         if self.clip == "coordinate":
@@ -83,7 +84,7 @@ class Params:
 @dataclass(frozen=True)
 class State:
     G: Tensor  # stale global gradient norm Ĝ (0-dim), starts at 0
-    X: Tensor = per_client()  # local models [n_block, d]
+    X: Tensor = local_model()  # local models [n_block, d]
     buf: Tensor | None = per_client(default=None)  # momentum buffers [n_block, d], created at first use
 
 

@@ -6,6 +6,7 @@ step t:  x^{t+1} = x^t − γ·g                                           (serv
          g_i ← g_i + β2·δ_i;  g ← g + β2·(1/N) Σ_i c_i,  c_i = δ_i + ω_i
 With ``noise_multiplier`` z > 0 the local-DP channel (:mod:`distclip.privacy.channel`) adds ω_i ~ N(0, (z·τ_i)² I)
 to each message after clipping, so only the server's g is noisy and the client states g_i stay noiseless.
+With client sampling only the participants S update v_i and g_i, and g moves by β2·(1/N) Σ_{i∈S} c_i (§13).
 β1 = β2 = 1 is Clip21 with ``zero`` init; τ = ∞ as well is GD/SGD delayed by one step.
 """
 
@@ -20,7 +21,7 @@ from ..clipping import KINDS, clip
 from ..privacy.dp import DPNoise, check_local_dp
 from ..schedule import StepSchedule
 from ..schema import choice, group, in_range, key
-from .base import Context, StepInfo, per_client, step_size, threshold
+from .base import Context, StepInfo, memory_mean, per_client, step_size, threshold
 from .descent import descend
 
 
@@ -61,7 +62,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     x = descend(state.x, hp.lr, state.agg)
     v = (1 - hp.beta1) * state.v + hp.beta1 * ctx.oracle.grads(x, t + 1)
     c = clip(v - state.mem, hp.tau, hp.clip)
-    agg = state.agg + hp.beta2 * ctx.transport.mean(c.out)
+    agg = state.agg + hp.beta2 * memory_mean(ctx.transport, c.out)
     return State(x, agg, v, state.mem + hp.beta2 * c.out), StepInfo(c.clipped)
 
 

@@ -7,9 +7,10 @@ probability q (Poisson sampling, ``client_rate``; q = 1, all clients, by default
   server:   x ← x + (1/m) Σ_{i∈S_r} clip_C(Δ_i) + N(0, (z_Δ·C/m)² I);  the clients restart from x
             adaptive: b̄ = clamp((Σ_{S_r} (b_i − ½) + N(0, σ_b²))/m + ½, 0, 1), C ← update(C, b̄)  (privacy.quantile)
 Round r's noise uses round r's C; z_Δ = z for fixed clipping, the split (z⁻² − (2σ_b)⁻²)^(−1/2) for adaptive.
-Server noise and S_r are drawn from (seed, round) and (seed, client, round), so every rank agrees; dividing
-by the expected m follows TF-Privacy. The simulator still trains the clients outside S_r (their updates are
-discarded), and the counters count every client's message. z = 0, C = ∞, q = 1 is FedAvg.
+Server noise is drawn from (seed, round), so every rank agrees; dividing by the expected m follows TF-Privacy.
+S_r is the engine's Poisson client sampling (``own_sampling``, :mod:`distclip.engine.cohort`, docs/algorithms.md
+§13; i ∈ S_r iff u(seed, i, r) < q): only S_r's clients train and send, the others keep their momentum, and a
+round without participants still releases x + noise. z = 0, C = ∞, q = 1 is FedAvg.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from ..clipping import clip
 from ..errors import DistclipError
 from ..privacy import quantile
 from ..privacy.dp import DPNoise
-from ..privacy.noise import CENTRAL, COUNT, SAMPLING, SERVER, standard_normal, uniform
+from ..privacy.noise import CENTRAL, COUNT, SERVER, standard_normal
 from ..schedule import StepSchedule
 from ..schema import choice, group, in_range, key
-from .base import Context, StepInfo, per_client, step_size, threshold
+from ..sections import SamplingConfig
+from .base import Context, StepInfo, local_model, per_client, step_size, threshold
 from .descent import descend
-from .momentum import SGDDirection
+from .momentum import SGDDirection, check_client_buffers
 
 _DEFAULT_ADAPTIVE = {"quantile": 0.5, "clip_lr": 0.2, "count_noise": None}
 
@@ -63,6 +65,13 @@ class Params:
                                 "= 'geometric' or 'arithmetic'")
         in_range("algorithm.client_rate", self.client_rate, 0, 1, closed="(]",
                  note=" (1: every client, every round)")
+        if cfg.sampling.active:
+            raise DistclipError("dp-fedavg samples clients itself with algorithm.client_rate (Poisson, as its "
+                                "accountant assumes); remove [sampling] and set algorithm.client_rate")
+        check_client_buffers(self.sgd, self.client_rate < 1, "algorithm.client_rate < 1")
+        if self.client_rate < 1 and cfg.run.checkpoint_every:
+            raise DistclipError("dp-fedavg with algorithm.client_rate < 1 samples clients, which does not write "
+                                "checkpoints yet; set run.checkpoint_every = 0")
         in_range("algorithm.quantile", self.quantile, 0, 1, closed="[]", note=" (the target unclipped fraction)")
         if not 0 <= self.clip_lr < math.inf:
             raise DistclipError(f"algorithm.clip_lr = {self.clip_lr} must be a finite number >= 0 (0: fixed clipping)")
@@ -95,7 +104,7 @@ class Params:
 class State:
     x: Tensor  # server model [d]
     C: Tensor  # clipping norm (0-dim)
-    X: Tensor = per_client()  # local models [n_block, d]
+    X: Tensor = local_model()  # local models [n_block, d]
     buf: Tensor | None = per_client(default=None)  # momentum buffers, created at first use
 
 
@@ -118,16 +127,11 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     X = descend(state.X, hp.lr, direction)
     if (t + 1) % hp.local_steps:
         return State(state.x, state.C, X, buf), StepInfo()
-    r, m, C, d = t // hp.local_steps, tr.n_clients * hp.client_rate, state.C, state.x.numel()
+    r, m, C, d = t // hp.local_steps, tr.population * hp.client_rate, state.C, state.x.numel()
     adaptive = hp.adaptive_clip != "off"
     c = clip(X - state.x, C, "norm")
     msg = torch.cat([c.out, (~c.clipped).to(X.dtype).unsqueeze(1) - 0.5], dim=1) if adaptive else c.out
-    taking_part = torch.ones_like(c.clipped)
-    if hp.client_rate < 1:
-        u = uniform(ctx.oracle.seed, SAMPLING, tr.clients, r)
-        taking_part = torch.from_numpy(u < hp.client_rate).to(c.clipped.device)
-        msg = msg * taking_part.to(msg.dtype).unsqueeze(1)
-    total = tr.mean(msg) * tr.n_clients  # Σ over S_r of the messages
+    total = tr.mean(msg) * tr.n_clients  # Σ over S_r of the messages (the transport holds S_r's clients)
     z = hp.dp.noise_multiplier
     z_upd = quantile.split_noise(z, hp.count_noise) if adaptive else z
     x = state.x + total[:d] / m
@@ -137,7 +141,7 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
         noise = hp.count_noise * _server_noise(ctx, COUNT, r, 1)[0] if hp.count_noise > 0 else 0.0
         C = quantile.update(C, quantile.unclipped_fraction(total[d], m, noise), hp.quantile, hp.clip_lr,
                             hp.adaptive_clip)
-    return State(x, C, x.expand_as(X).clone(), buf), StepInfo(c.clipped & taking_part)
+    return State(x, C, x.expand_as(X).clone(), buf), StepInfo(c.clipped)
 
 
 def model(state: State, ctx: Context) -> Tensor:
@@ -152,3 +156,8 @@ def releases(hp: Params, steps: int) -> int:
 def sample_rate(hp: Params) -> float:
     """The accountant's sampling rate: Poisson sampling of clients with rate q."""
     return hp.client_rate
+
+
+def own_sampling(hp: Params) -> SamplingConfig | None:
+    """Poisson sampling with rate q for q < 1 (the engine's, as for any rule; rounds without clients still run)."""
+    return SamplingConfig("poisson", rate=hp.client_rate) if hp.client_rate < 1 else None

@@ -5,6 +5,8 @@ init:      g_i^0 = C(∇f_i(x^0)) (``compressed_grad``, default), ∇f_i(x^0) (`
 step k:    x^{k+1} = x^k − γ·g^k                                  (server; x^{k+1} is broadcast)
            c_i = C(∇f_i(x^{k+1}) − g_i^k);  g_i^{k+1} = g_i^k + c_i   (client i sends c_i)
            g^{k+1} = g^k + (1/N) Σ_i c_i                           (server)
+With client sampling only the round's participants S compute and send c_i and update g_i, and
+g^{k+1} = g^k + (1/N) Σ_{i∈S} c_i (EF21-PP, Fatkhullin et al. 2021; docs/algorithms.md §13).
 C is Top-k (ties to the lower index) or the identity. :func:`ef_init` and :func:`ef_step` are the
 recursion for any operator C; Clip21 (C = clip_τ) and Clip21-Avg reuse them.
 """
@@ -21,7 +23,7 @@ from ..compressors import KINDS, Compressor
 from ..errors import DistclipError
 from ..schedule import StepSchedule
 from ..schema import choice, group, key
-from .base import Context, StepInfo, per_client, step_size
+from .base import Context, StepInfo, memory_mean, per_client, step_size
 from .descent import descend
 
 #: C: client rows ``[n, d]`` -> (C(rows), per-client clip flags or None)
@@ -78,7 +80,7 @@ def ef_step(
     """One step k = t of the recursion above (``lr`` is γ; 0 keeps x fixed)."""
     x = descend(state.x, lr, state.agg) if lr != 0 else state.x
     c, flags = op(signal(x, t + 1) - state.mem)
-    agg = state.agg + ctx.transport.mean(c, down=down, sparse_k=sparse_k)
+    agg = state.agg + memory_mean(ctx.transport, c, down=down, sparse_k=sparse_k)
     return State(x, state.mem + c, agg), StepInfo(flags)
 
 

@@ -22,10 +22,10 @@ from torch import Tensor
 from ..errors import DistclipError
 from ..schedule import Every, StepSchedule
 from ..schema import choice, group, key
-from .base import Context, Env, StepInfo, per_client, step_size, threshold
+from .base import Context, Env, StepInfo, local_model, per_client, step_size, threshold
 from .celgc import check_step_bound, step_bound
 from .descent import descend
-from .momentum import SGDDirection
+from .momentum import SGDDirection, check_client_buffers
 
 RESAMPLE_STREAM = 1
 
@@ -44,6 +44,7 @@ class Params:
     comparison: str = key(">", "clip a round when ‖G_r‖ > γ/lr, or '>='")
 
     def validate(self, cfg: Any) -> Params:
+        check_client_buffers(self.sgd, cfg.sampling.active)
         check_step_bound("episode", self.tau, self.gamma)
         if isinstance(self.tau, list) or isinstance(self.gamma, list):
             raise DistclipError("episode takes one algorithm.gamma (or tau) for all clients: a round's clip "
@@ -66,8 +67,8 @@ class Params:
 class State:
     G: Tensor  # G_r = (1/N) Σ_i G_r^i, [d], the same on every client
     clip: Tensor  # c_r (0-dim bool)
-    X: Tensor = per_client()  # local models [n_block, d]
-    Gi: Tensor = per_client()  # resampled gradients G_r^i at x_r [n_block, d]
+    X: Tensor = local_model()  # local models [n_block, d]
+    Gi: Tensor = per_client(restart="zeros")  # resampled gradients G_r^i at x_r [n_block, d]
     buf: Tensor | None = per_client(default=None)  # momentum buffers [n_block, d], created at first use
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..errors import DistclipError
 from ..schedule import Every, StepSchedule
 from ..schema import group, key
-from .base import Context, StepInfo, per_client, step_size
+from .base import Context, StepInfo, local_model, step_size
 from .descent import descend
 
 
@@ -40,7 +40,7 @@ class Params:
 @dataclass(frozen=True)
 class State:
     xr: Tensor  # the round's server model x_r [d]
-    X: Tensor = per_client()  # local models [n_block, d]
+    X: Tensor = local_model()  # local models [n_block, d]
 
 
 def init(ctx: Context) -> tuple[State, StepInfo]:

@@ -16,7 +16,7 @@ from ..schedule import StepSchedule
 from ..schema import group, key
 from .base import Context, StepInfo, step_size
 from .celgc import State, init, local_clipped_step, model
-from .momentum import SGDDirection
+from .momentum import SGDDirection, check_client_buffers
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Params:
     schedule: StepSchedule = group(StepSchedule)
 
     def validate(self, cfg: Any) -> Params:
+        check_client_buffers(self.sgd, cfg.sampling.active)
         if self.local_steps < 1:
             raise DistclipError(f"algorithm.local_steps = {self.local_steps} must be >= 1")
         return self

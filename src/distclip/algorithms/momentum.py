@@ -26,6 +26,14 @@ def sgd_direction(
     return (d + momentum * buf if nesterov else buf), buf
 
 
+def check_client_buffers(direction: SGDDirection, sampled: bool, why: str = "client sampling") -> None:
+    """Per-client momentum buffers under client sampling start at 0 when a client first takes part, which is
+    torch's first-use rule buf = d only without dampening (docs/algorithms.md §13); refuse dampening there."""
+    if sampled and direction.dampening != 0:
+        raise DistclipError(f"algorithm.dampening > 0 with {why}: a client's momentum buffer would start at 0 "
+                            "instead of its first direction; set dampening = 0")
+
+
 @dataclass(frozen=True)
 class SGDDirection:
     """``torch.optim.SGD``'s direction keys, shared by the rules that step along it."""

@@ -5,7 +5,9 @@ round r = steps rI .. rI + I − 1, from the server model x and control variate 
              c_i⁺ = g_i(x) on a fresh batch (``option = "I"``)  or  c_i − c + (x − y_i)/(I·η)  (``"II"``)
              sends (y_i, c_i⁺ − c_i): one average of 2d floats, and receives (x, c) back
   server:    x ← x + η_g·((1/N) Σ_i y_i − x)   (η_g = 1: the average),   c ← c + (1/N) Σ_i (c_i⁺ − c_i)
-Control variates start at 0, so the first round is Local SGD; with c_i = c = 0 held, SCAFFOLD is Local SGD
+With client sampling (§13) only the round's participants S run, send and update c_i; the server takes the mean
+of their y_i and c ← c + (|S|/N)·mean_{i∈S} (c_i⁺ − c_i) (Karimireddy et al., Algorithm 1). Control variates
+start at 0, so the first round is Local SGD; with c_i = c = 0 held, SCAFFOLD is Local SGD
 (§2.4). Keys: ``lr`` η, ``local_steps`` I, ``option``, ``server_lr`` η_g and the step-size schedule.
 """
 
@@ -17,10 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..engine.transport import participation
 from ..errors import DistclipError
 from ..schedule import StepSchedule
 from ..schema import choice, group, key
-from .base import Context, StepInfo, per_client, step_size
+from .base import Context, StepInfo, local_model, per_client, step_size
 from .descent import descend
 
 CONTROL_STREAM = 2  # option I's gradient at x draws its own minibatches (EPISODE's resample uses stream 1)
@@ -48,7 +51,7 @@ class Params:
 class State:
     x: Tensor  # server model [d]
     c: Tensor  # server control variate [d]
-    X: Tensor = per_client()  # local models y_i [n_block, d]
+    X: Tensor = local_model()  # local models y_i [n_block, d]
     ci: Tensor = per_client()  # client control variates c_i [n_block, d]
 
 
@@ -73,7 +76,8 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     avg = tr.mean(torch.cat([X, ci_new - ci], dim=1))  # one collective: models and control corrections
     d = x.numel()
     x = avg[:d] if hp.server_lr == 1 else x + hp.server_lr * (avg[:d] - x)
-    return State(x, c + avg[d:], X, ci_new), StepInfo()
+    share = participation(tr)  # with client sampling c moves by (1/N) Σ_{i∈S} Δc_i = (|S|/N)·mean_S Δc_i
+    return State(x, c + (avg[d:] if share == 1 else share * avg[d:]), X, ci_new), StepInfo()
 
 
 def model(state: State, ctx: Context) -> Tensor:

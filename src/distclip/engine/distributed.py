@@ -12,8 +12,10 @@ or timed-out collective raises a one-line :class:`DistclipError` naming the rank
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -111,6 +113,19 @@ def agree(error: str | None) -> None:
         raise DistclipError(f"rank {r}: {e}{more}")
 
 
+def _rows(t: Tensor) -> Tensor:
+    """A client stack ``[n, *shape]`` as ``[n, numel]`` (n may be 0: a rank holding no participant)."""
+    return t.reshape(len(t), t.shape[1:].numel())
+
+
+@dataclass
+class _Signal:
+    """The non-finite flag this rank sends and the alarm it has seen, shared with its cohort views."""
+
+    flag: float = 0.0
+    alarm: bool = False
+
+
 class TorchDistributed:
     def __init__(self, n_clients: int, device: torch.device, timeout_s: float) -> None:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -118,7 +133,7 @@ class TorchDistributed:
             raise DistclipError(
                 f"{self.world} ranks but only {n_clients} clients; use at most {n_clients} processes"
             )
-        self.n_clients = n_clients
+        self.n_clients = self.population = n_clients
         self.device = device
         self.timeout_s = timeout_s
         lo, hi = block(n_clients, self.rank, self.world)
@@ -126,24 +141,46 @@ class TorchDistributed:
         self.sizes = [block(n_clients, r, self.world)[1] - block(n_clients, r, self.world)[0]
                       for r in range(self.world)]
         self.counter = CommCounter()
-        self.alarm = False
-        self._flag = 0.0
+        self._signal = _Signal()
+
+    @property
+    def alarm(self) -> bool:
+        return self._signal.alarm
+
+    @property
+    def _flag(self) -> float:
+        return self._signal.flag
+
+    def _heard(self, flag: Tensor) -> None:
+        self._signal.alarm = self._signal.alarm or bool(flag > 0)
+
+    def cohort(self, ids: Tensor) -> TorchDistributed:
+        """The view in which only clients ``ids`` (sorted global ids, the same on every rank) take part: this rank
+        holds those in its block; counter and alarm are shared with this transport."""
+        view = copy.copy(self)
+        lo, hi = block(self.population, self.rank, self.world)
+        ids = ids.to(self.device)
+        view.clients = ids[(ids >= lo) & (ids < hi)]
+        view.n_clients = len(ids)
+        bounds = torch.tensor([block(self.population, r, self.world)[0] for r in range(self.world + 1)])
+        view.sizes = torch.bucketize(ids.cpu(), bounds, right=True).bincount(minlength=self.world + 1)[1:].tolist()
+        return view
 
     def _run(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return _collective(what, fn, *args, timeout_s=self.timeout_s, **kwargs)
 
     # -- counted ----------------------------------------------------------------------------------
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
-        self.counter.record(t[0].numel(), t.element_size(), down, sparse_k)
+        self.counter.record(t.shape[1:].numel(), t.element_size(), down, sparse_k)
         if sparse_k is not None:
             return self._sparse_mean(t, sparse_k)
-        buf = torch.cat([t.reshape(len(t), -1).sum(dim=0), t.new_full((1,), self._flag)])
+        buf = torch.cat([_rows(t).sum(dim=0), t.new_full((1,), self._flag)])
         self._run("all_reduce", dist.all_reduce, buf)
-        self.alarm = self.alarm or bool(buf[-1] > 0)
-        return (buf[:-1] / self.n_clients).view(t.shape[1:])
+        self._heard(buf[-1])
+        return (buf[:-1] / max(self.n_clients, 1)).view(t.shape[1:])
 
     def _sparse_mean(self, t: Tensor, k: int) -> Tensor:
-        rows = t.reshape(len(t), -1)
+        rows = _rows(t)
         idx = torch.sort(rows.abs(), dim=1, descending=True, stable=True).indices[:, :k]
         vals = rows.gather(1, idx)
         pad = max(self.sizes) - len(rows)
@@ -154,20 +191,20 @@ class TorchDistributed:
         all_idx = [torch.empty_like(idx) for _ in range(self.world)]
         self._run("all_gather", dist.all_gather, all_vals, vals)
         self._run("all_gather", dist.all_gather, all_idx, idx)
-        self.alarm = self.alarm or any(bool(v[-1] > 0) for v in all_vals)
+        self._heard(max(v[-1] for v in all_vals))
         out = rows.new_zeros(rows.shape[1])
         for v, i in zip(all_vals, all_idx, strict=True):
             out.index_add_(0, i.reshape(-1), v[:-1])
-        return (out / self.n_clients).view(t.shape[1:])
+        return (out / max(self.n_clients, 1)).view(t.shape[1:])
 
     # -- uncounted bookkeeping --------------------------------------------------------------------
     def observe(self, t: Tensor) -> Tensor:
-        buf = t.reshape(len(t), -1).sum(dim=0)
+        buf = _rows(t).sum(dim=0)
         self._run("all_reduce", dist.all_reduce, buf)
-        return (buf / self.n_clients).view(t.shape[1:])
+        return (buf / max(self.n_clients, 1)).view(t.shape[1:])
 
     def flag_nonfinite(self) -> None:
-        self._flag = 1.0
+        self._signal.flag = 1.0
 
     def status(self, row: Tensor) -> Tensor:
         rows = [torch.empty_like(row) for _ in range(self.world)]

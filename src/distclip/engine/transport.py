@@ -9,13 +9,18 @@ This is the narrow interface between algorithms and engines. An algorithm only e
 - ``transport.observe(t)``: the same average for logging only; it is never counted.
 
 The engine loop additionally uses a few uncounted bookkeeping calls (``flag_nonfinite``/``alarm``,
-``status``, ``gather_clients``, ``broadcast``, ``agree``). :class:`InProcess` holds all N clients in
-one process; :class:`distclip.engine.distributed.TorchDistributed` holds a contiguous block of
-clients per ``torch.distributed`` rank.
+``status``, ``gather_clients``, ``broadcast``, ``agree``). With client sampling the rules talk to
+``transport.cohort(ids)``, a view of the same transport in which only the round's participants S exist:
+``n_clients`` = |S| (the divisor of ``mean``; the mean of no participant is 0), ``clients`` the participants
+held here, ``population`` = N still, and the counter shared (docs/algorithms.md §13).
+
+:class:`InProcess` holds all N clients in one process; :class:`distclip.engine.distributed.TorchDistributed`
+holds a contiguous block of clients per ``torch.distributed`` rank.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -55,9 +60,11 @@ class CommCounter:
 
 
 class Transport(Protocol):
-    """What algorithms and the loop may do with client tensors. ``clients``: global ids held here."""
+    """What algorithms and the loop may do with client tensors. ``clients``: global ids held here;
+    ``n_clients``: the clients taking part (all N, or a round's cohort); ``population``: N."""
 
     n_clients: int
+    population: int
     clients: Tensor
     counter: CommCounter
     rank: int
@@ -78,6 +85,14 @@ class Transport(Protocol):
 
     def agree(self, error: str | None) -> None: ...
 
+    def cohort(self, ids: Tensor) -> Transport: ...
+
+
+def participation(transport: Transport) -> float:
+    """|S|/N, the share of all clients taking part in this round (1 without sampling): what a server aggregate of
+    per-client memories, (1/N) Σ_i g_i, moves by per unit of the participants' mean message (docs/algorithms.md §13)."""
+    return transport.n_clients / transport.population
+
 
 class InProcess:
     """All N clients in this process: ``mean`` is a reduction over the leading client dimension."""
@@ -86,14 +101,20 @@ class InProcess:
     world = 1
 
     def __init__(self, n_clients: int, device: torch.device | str = "cpu") -> None:
-        self.n_clients = n_clients
+        self.n_clients = self.population = n_clients
         self.clients = torch.arange(n_clients, device=device)
         self.counter = CommCounter()
         self.alarm = False
 
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
-        self.counter.record(t[0].numel(), t.element_size(), down, sparse_k)
-        return t.mean(dim=0)
+        self.counter.record(t.shape[1:].numel(), t.element_size(), down, sparse_k)
+        return t.mean(dim=0) if len(t) else t.new_zeros(t.shape[1:])
+
+    def cohort(self, ids: Tensor) -> InProcess:
+        """The view in which only clients ``ids`` (sorted global ids) take part; the counter is shared."""
+        view = copy.copy(self)
+        view.clients, view.n_clients = ids, len(ids)
+        return view
 
     def observe(self, t: Tensor) -> Tensor:
         return t.mean(dim=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..engine.transport import CommCounter, Transport
@@ -26,7 +27,7 @@ class LocalNoise:
 
     def noise(self, like: Tensor, round_: int) -> Tensor:
         """ω_i^r for the clients held here, shaped like the message stack ``like``."""
-        rows = like.reshape(len(like), -1)
+        rows = like.reshape(len(like), like.shape[1:].numel())
         z = standard_normal(self.seed, LOCAL, self.inner.clients, round_, rows.shape[1], dtype=like.dtype,
                             device=like.device, secure=self.secure)
         return (self.std.unsqueeze(1) * z).view_as(like)
@@ -34,6 +35,12 @@ class LocalNoise:
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
         noisy = t + self.noise(t, self.inner.counter.comm_rounds)
         return self.inner.mean(noisy, down=down, sparse_k=sparse_k)
+
+    def cohort(self, ids: Tensor) -> LocalNoise:
+        """The view of a round's participants ``ids`` (sorted global ids), each with its own noise std."""
+        view = self.inner.cohort(ids)
+        rows = torch.searchsorted(self.inner.clients, view.clients)
+        return LocalNoise(view, self.std[rows], self.seed, self.secure)
 
     @property
     def counter(self) -> CommCounter:

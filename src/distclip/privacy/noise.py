@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..rng import counter_bits, derive_seed
+from ..rng import SAMPLING, counter_bits, derive_seed
 
 # independent streams of one run's randomness
 LOCAL = 1  # local DP: noise on each client's message
 CENTRAL = 2  # central DP: noise on the server's aggregate
 COUNT = 3  # adaptive clipping: noise on the unclipped count
-SAMPLING = 4  # which clients take part in a round
+# SAMPLING (4, from distclip.rng): which clients take part in a round (rng.cohort)
 SERVER = 2**63  # the client id under which server-side noise is drawn (no real client has it)
+__all__ = ["CENTRAL", "COUNT", "LOCAL", "SAMPLING", "SERVER", "standard_normal", "uniform"]
 
 
 def _uniform_bits(seed: int, stream: int, clients: np.ndarray, step: int, count: int, secure: bool) -> np.ndarray:

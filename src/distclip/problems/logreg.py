@@ -6,7 +6,8 @@ on equal shards of m rows, so f = (1/N) Σ_i f_i is the mean over all kept rows.
 and gradients the sigmoid, both stable for any margin. Client gradients are batched: dense features
 are stored as ``[N, m, d]`` and go through one ``bmm``; sparse features (too large to densify) use
 one scatter-add over the nonzeros. λ = 0 gives the convex problem.
-Kind ``logreg``: keys ``dataset`` or ``path``, ``n_features``, ``lambda``, ``features``, ``x0``.
+Kind ``logreg``: keys ``dataset`` or ``path`` (or ``rows`` synthetic rows, :mod:`distclip.data.synthetic`),
+``n_features``, ``lambda``, ``features``, ``x0``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from torch import Tensor
 
 from ..data.libsvm import Dataset, load_dataset
 from ..data.partition import Partition
+from ..data.synthetic import linear_classification
 from ..errors import DistclipError
 from ..schema import choice, key
 from .kinds import ProblemKind, build_partition, local_path, start, start_key
 
 DENSE_LIMIT_BYTES = 1 << 30  # "auto" densifies features up to 1 GiB
+SYNTHETIC_FEATURES = 20
 
 
 class LogReg:
@@ -169,15 +172,20 @@ class LogReg:
 class LogRegConfig:
     dataset: str | None = key(None, "bundled LIBSVM name (see `distclip list`)")
     path: str | None = key(None, "svmlight file (plain or .gz) instead of dataset")
-    n_features: int | None = key(None, "feature count (default: from the file)")
+    rows: int | None = key(None, "synthetic data instead of dataset or path: this many i.i.d. rows of Gaussian "
+                           "features with labels of a seeded linear model (many clients: client sampling)")
+    n_features: int | None = key(None, "feature count (default: from the file; 20 for synthetic rows)")
     lam: float = key(0.1, "weight λ of Σ x_k²/(1+x_k²)", toml="lambda")
     features: str = key("auto", "auto | dense | sparse feature storage")
     x0: float | list[float] = start_key(0.0)
 
     def validate(self, cfg: Any) -> LogRegConfig:
         choice("problem.features", self.features, ("auto", "dense", "sparse"))
-        if (self.dataset is None) == (self.path is None):
-            raise DistclipError("logreg needs exactly one of problem.dataset (bundled name) or problem.path (file)")
+        if sum(v is not None for v in (self.dataset, self.path, self.rows)) != 1:
+            raise DistclipError("logreg needs exactly one of problem.dataset (bundled name), problem.path (file) or "
+                                "problem.rows (synthetic rows)")
+        if self.rows is not None and (self.rows < 1 or (self.n_features is not None and self.n_features < 1)):
+            raise DistclipError("problem.rows and problem.n_features of synthetic data must be >= 1")
         if self.lam < 0 or math.isnan(self.lam) or math.isinf(self.lam):
             raise DistclipError(f"problem.lambda = {self.lam} must be a finite number >= 0")
         return dataclasses.replace(self, path=local_path(self.path, cfg))
@@ -185,6 +193,9 @@ class LogRegConfig:
 
 def labelled(cfg: Any) -> tuple[Dataset, np.ndarray]:
     p = cfg.problem
+    if p.rows is not None:
+        data = linear_classification(p.rows, p.n_features or SYNTHETIC_FEATURES, cfg.seed)
+        return data, np.arange(data.n_rows)
     data = load_dataset(p.dataset, p.path, p.n_features)
     return data, np.arange(data.n_rows)
 
