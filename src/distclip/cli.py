@@ -179,6 +179,15 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
                        help="communication: simulated link bandwidth in Gbit/s; 0 = no simulated link (default 1)")
     bench.add_argument("--world", type=int, metavar="W", help="communication: gloo ranks (default 4, quick 2)")
     bench.add_argument("--max-clients", type=int, metavar="N", help="scaling: largest N (default 256, quick 16)")
+    bench.add_argument("--peers-venv", type=Path, metavar="DIR",
+                       help="peers: the separate environment holding Flower and pfl (default .venv-peers); without "
+                       "it their rows are skipped")
+    bench.add_argument("--setup", action="store_true",
+                       help="peers: first create --peers-venv if it is missing (python -m venv, then pip install "
+                       "this torch version, flwr[simulation] and pfl; about 1.5 GB)")
+    bench.add_argument("--clients", type=_int_list, metavar="N,N", help="peers: client counts (default 16,64; quick 8)")
+    bench.add_argument("--algorithms", type=lambda t: t.split(","), metavar="A,A",
+                       help="peers: rounds to time, fedavg and/or celgc (default fedavg,celgc)")
     bench.add_argument("--list", action="store_true", help="list the benchmarks and exit")
 
 
@@ -331,6 +340,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers >= 1 (e.g. 16,64)")
+    return values
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BENCHMARKS, bench
     from .runner import timestamped
@@ -344,7 +363,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     out = args.out or timestamped("runs", "bench" + ("-quick" if args.quick else ""))
     options = {"communication": {"latency_ms": args.latency_ms, "bandwidth_gbit": args.bandwidth_gbit,
                                  "world": args.world},
-               "scaling": {"max_clients": args.max_clients}}
+               "scaling": {"max_clients": args.max_clients},
+               "peers": {"venv": args.peers_venv, "clients": args.clients, "do_setup": args.setup,
+                         "algorithms": args.algorithms}}
     bench(args.names, out, quick=args.quick, repeats=args.repeats, threads=args.threads, clock=args.clock,
           options=options)
     print(f"wrote {out}")

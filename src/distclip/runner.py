@@ -7,11 +7,14 @@ the privacy ledger :mod:`distclip.ledger`'s and the training loop :mod:`distclip
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,7 +139,8 @@ def _summary(cfg: Config, label: str, transport: Transport, problem: Problem, le
     info = problem.info()
     return {
         "label": label or default_name(cfg), "algorithm": cfg.algorithm.name, "version": __version__,
-        "torch": torch.__version__, "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "started": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "engine": type(transport).__name__, "world_size": transport.world, "problem": info,
         "n_clients": problem.n_clients, "rows_dropped": info.get("rows_dropped", 0), "steps": length.steps,
         "steps_per_epoch": length.steps_per_epoch, **facts,
@@ -157,6 +161,28 @@ def run(config: Config | dict[str, Any] | str | Path, out: str | Path | None = N
     cfg = config if isinstance(config, Config) else from_dict(config) if isinstance(config, dict) else load(config)
     if cfg.sweep:
         raise DistclipError("this config has [[sweep]] entries; run it with run_sweep or `distclip run`")
+    with intra_op_threads(cfg.run.threads):
+        return _run(cfg, out, progress, label, resume, model, data, loss)
+
+
+def intra_op_threads(threads: int) -> contextlib.AbstractContextManager[int]:
+    """The intra-op threads of torch set to ``threads`` (0: $OMP_NUM_THREADS if set, else 1) while the run lasts."""
+    env = re.match(r"\s*([1-9][0-9]*)", os.environ.get("OMP_NUM_THREADS", ""))
+    return _threads(threads or (int(env.group(1)) if env else 1))
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[int]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(cfg: Config, out: str | Path | None, progress: bool, label: str, resume: bool, model: Any, data: Any,
+         loss: Any) -> RunResult:
     objects = {k: v for k, v in {"model": model, "data": data, "loss": loss}.items() if v is not None}
     problem, transport = _setup(cfg, objects)
     ctx, facts = build_context(cfg, problem, transport)

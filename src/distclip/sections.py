@@ -94,6 +94,10 @@ class RunConfig:
     checkpoint_every: int = key(0, "write checkpoint.pt every N steps (0: never)")
     tensorboard: bool = key(False, "also write TensorBoard event files to DIR/tensorboard (needs the tensorboard "
                             "package: pip install 'distclip[tensorboard]')")
+    threads: int = key(0, "intra-op threads of each process (torch.set_num_threads, restored after the run); 0: "
+                       "$OMP_NUM_THREADS if set, else 1. One is the default: a round of small per-client ops gains "
+                       "little from more, and on a machine whose cores are busy more threads are many times slower "
+                       "(docs/performance.md §7, peers)")
 
     def validate(self, cfg: Any) -> None:
         if self.steps < 0:
@@ -114,6 +118,8 @@ class RunConfig:
         choice("run.backend", self.backend, ("auto", "gloo", "nccl"))
         if not 0 < self.timeout_s < math.inf:
             raise DistclipError(f"run.timeout_s = {self.timeout_s} must be a finite number of seconds > 0")
+        if self.threads < 0:
+            raise DistclipError(f"run.threads = {self.threads} must be >= 0 (0: $OMP_NUM_THREADS, else 1)")
         if self.checkpoint_every < 0:
             raise DistclipError(f"run.checkpoint_every = {self.checkpoint_every} must be >= 0 (0: no checkpoints)")
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:

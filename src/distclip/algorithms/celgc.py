@@ -93,16 +93,20 @@ def init(ctx: Context) -> tuple[State, StepInfo]:
     return State(G=ctx.x0.new_zeros(()), X=ctx.x0.expand(n, -1).clone()), StepInfo()
 
 
-def local_clipped_step(state: State, ctx: Context, t: int, *, lr: float, gamma: Tensor, interval: int,
+def local_clipped_step(state: State, ctx: Context, t: int, *, lr: float, gamma: Tensor | None, interval: int,
                        direction: SGDDirection, option: str = "local", baseline: bool = False,
                        soft: bool = False) -> tuple[State, StepInfo]:
-    """One CELGC step with per-client maximal step lengths ``gamma`` ``[n_block]`` (inf: Local SGD)."""
+    """One CELGC step with per-client maximal step lengths ``gamma`` ``[n_block]``; None: Local SGD, the step
+    γ = ∞ gives (min(η, ∞) = η for every client) without computing the norms it would not use."""
     tr = ctx.transport
     X, G = state.X, state.G
     communicate = Every(interval).communicates(t)
     if communicate:
         X = tr.mean(X).expand_as(X)
     g = fresh = ctx.oracle.grads(X, t)
+    if gamma is None:
+        d, buf = direction(g, X, state.buf)
+        return State(G=G, X=descend(X, lr, d, out=d if d is fresh else None), buf=buf), StepInfo()
     if communicate and baseline:
         g = tr.mean(g).expand_as(g)
     elif communicate and option != "local":

@@ -15,4 +15,6 @@ from torch import Tensor
 def descend(x: Tensor, lr: float | Tensor, d: Tensor, out: Tensor | None = None) -> Tensor:
     """x − lr·d as a new tensor, or written into ``out`` (which may be d itself, when the caller owns d and
     no longer needs it: a fresh gradient stack then becomes the new models without another [n, d] buffer)."""
-    return torch.addcmul(x, torch.as_tensor(lr, dtype=d.dtype, device=d.device), d, value=-1, out=out)
+    # a number becomes a 0-dim tensor filled on d's device (as_tensor would copy it from the host: a CUDA sync)
+    scale = lr.to(d.dtype) if isinstance(lr, Tensor) else torch.full((), lr, dtype=d.dtype, device=d.device)
+    return torch.addcmul(x, scale, d, value=-1, out=out)

@@ -54,8 +54,9 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
         xr = ctx.transport.mean(X)
         X = xr.expand_as(X)
     g = ctx.oracle.grads(X, t)
-    d = g + hp.mu * (X - xr) if hp.mu != 0 else g
-    return State(xr, descend(X, hp.lr, d, out=g)), StepInfo()
+    if hp.mu != 0:
+        g.add_((X - xr).mul_(hp.mu))  # g + μ·(x − x_r), in place on the fresh gradient stack (ours)
+    return State(xr, descend(X, hp.lr, g, out=g)), StepInfo()
 
 
 def model(state: State, ctx: Context) -> Tensor:

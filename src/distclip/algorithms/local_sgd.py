@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from ..errors import DistclipError
 from ..schedule import StepSchedule
 from ..schema import group, key
@@ -36,10 +34,8 @@ class Params:
 
 
 def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
-    inf = torch.full((len(ctx.transport.clients),), torch.inf, dtype=state.X.dtype, device=state.X.device)
-    state, _ = local_clipped_step(state, ctx, t, lr=ctx.hp.lr, gamma=inf, interval=ctx.hp.local_steps,
-                                  direction=ctx.hp.sgd)
-    return state, StepInfo()
+    return local_clipped_step(state, ctx, t, lr=ctx.hp.lr, gamma=None, interval=ctx.hp.local_steps,
+                              direction=ctx.hp.sgd)
 
 
 __all__ = ["Params", "State", "init", "step", "model"]

@@ -65,7 +65,8 @@ def step(state: State, ctx: Context, t: int) -> tuple[State, StepInfo]:
     x, c, X, ci = state.x, state.c, state.X, state.ci
     if t % hp.local_steps == 0:
         X = x.expand_as(X)  # every client starts the round from the server model it received
-    X = descend(X, hp.lr, ctx.oracle.grads(X, t) - ci + c)
+    d = ctx.oracle.grads(X, t).sub_(ci).add_(c)  # g − c_i + c, in place on the fresh gradient stack (ours)
+    X = descend(X, hp.lr, d, out=d)
     if (t + 1) % hp.local_steps:
         return State(x, c, X, ci), StepInfo()
     if hp.option == "I":

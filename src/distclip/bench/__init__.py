@@ -18,11 +18,12 @@ import torch
 
 from ..engine.memory import keep_freed_memory
 from ..errors import DistclipError
-from . import clip21_logreg, communication, distributed, optim, sampling, scaling, simulator, torch_kind
+from . import clip21_logreg, communication, distributed, gpu, optim, peers, sampling, scaling, simulator, torch_kind
 from .common import Result, describe, machine, use_clock, write
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (simulator, torch_kind, scaling, clip21_logreg, communication, distributed, optim, sampling)
+    m.NAME: m for m in (simulator, torch_kind, scaling, clip21_logreg, communication, distributed, optim, sampling,
+                        peers, gpu)
 }
 
 

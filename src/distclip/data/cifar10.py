@@ -115,8 +115,8 @@ def crop_flip(x: Tensor, seed: int, clients: np.ndarray, draw: int, pad: int = 4
     depends only on (seed, clients[i], draw, j)."""
     n, b, c, h, w = x.shape
     side = 2 * pad + 1
-    k = torch.from_numpy(sample_indices(seed + AUGMENT_STREAM, clients, draw, b, 2 * side * side)).to(x.device)
-    k = k.flatten()
+    k = torch.from_numpy(sample_indices(seed + AUGMENT_STREAM, clients, draw, b, 2 * side * side)).flatten()
+    k = k.pin_memory().to(x.device, non_blocking=True) if x.is_cuda else k  # pinned: no wait for the device
     flip, dy, dx = k % 2, k // 2 // side, k // 2 % side
     rows = dy[:, None] + torch.arange(h, device=x.device)
     cols = dx[:, None] + torch.arange(w, device=x.device)

@@ -3,8 +3,10 @@
 The loop runs any algorithm's rules (see :mod:`distclip.algorithms.base`) over any transport; it
 never branches on the algorithm or the problem, nor on the transport. Logging evaluates f and ‖∇f‖²
 at the algorithm's model and costs no counted communication; ``wall_s`` is the time spent in
-algorithm steps only. Clip counts and non-finite alarms are tallied per process and combined at
-logged steps (one uncounted ``status`` exchange), so unlogged steps add no collective.
+algorithm steps only. Clip counts and non-finite checks are tallied per process on the state's device
+(:class:`Tally`: no host synchronisation per step) and combined at logged and checkpointed steps (one
+uncounted ``status`` exchange), so unlogged steps add no collective and no wait for the device; the
+first step that held NaN/Inf is kept on the device and named when the run stops there.
 """
 
 from __future__ import annotations
@@ -45,16 +47,50 @@ class Progress:
     first_bad: int = -1  # first step at which this process held NaN/Inf
 
 
-def _clipped(info: StepInfo) -> int:
-    return 0 if info.clipped is None else int(info.clipped.sum())
+class Tally:
+    """The per-step tallies of :class:`Progress`, kept as device tensors and read only at synchronised steps.
 
+    ``add`` counts a step's clipped clients and checks the state for NaN/Inf with device ops alone: a
+    tensor is finite iff its minimum and maximum are (``aminmax`` propagates NaN; one read of the
+    tensor, against ``isfinite(...).all()``'s several [n, d] temporaries). The first bad step and the
+    field that held it are kept, so the alarm still names them however late it is read.
+    """
 
-def _nonfinite_field(state: Any) -> str | None:
-    for f in dataclasses.fields(state):
-        value = getattr(state, f.name)
-        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
-            return f.name
-    return None
+    def __init__(self, p: Progress, device: torch.device) -> None:
+        # count of the latest step, clipped pairs since the log, last step with a clip, first bad step, its field
+        self.v = torch.tensor([0, p.count_sum, p.local_last_clip, p.first_bad, -1], dtype=torch.int64, device=device)
+        self._where: dict[tuple[int, ...], torch.Tensor] = {}
+        self.fields: list[str] = []
+
+    def add(self, state: Any, info: StepInfo, step: int) -> None:
+        v = self.v
+        count = v.new_zeros(()) if info.clipped is None else info.clipped.sum().to(torch.int64)
+        at = [(i, f.name, getattr(state, f.name)) for i, f in enumerate(dataclasses.fields(state))]
+        at = [(i, t) for i, _, t in at if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()]
+        self.fields = [f.name for f in dataclasses.fields(state)]
+        first, where = v[3] < 0, v[4]
+        if at:
+            ends = torch.stack([e.to(v.device, torch.float64) for _, t in at
+                                for e in torch.aminmax(t.detach())])
+            bad = ~torch.isfinite(ends).view(-1, 2).all(dim=1)
+            key = tuple(i for i, _ in at)
+            if key not in self._where:
+                self._where[key] = torch.tensor(key, dtype=torch.int64, device=v.device)
+            first = first & bad.any()
+            where = torch.where(first, self._where[key][bad.to(torch.int8).argmax()], where)
+        else:
+            first = torch.zeros_like(first)
+        self.v = torch.stack([count, v[1] + count, torch.where(count > 0, step, v[2]), torch.where(first, step, v[3]),
+                              where])
+
+    def bad_field(self) -> str | None:
+        """The name of the field that held the first NaN/Inf of this process (None if none did)."""
+        field = int(self.v[4])
+        return self.fields[field] if field >= 0 else None
+
+    def reset_count(self) -> None:
+        """A log was written: the clipped pairs since the log start again from 0."""
+        self.v[1] = 0
 
 
 def train(
@@ -82,25 +118,17 @@ def train(
     """
     keep_freed_memory()
     tr = ctx.transport
-    bad_field: str | None = None
+    tally: Tally
 
-    def check(state: Any, p: Progress, step: int) -> None:
-        nonlocal bad_field
-        if p.first_bad < 0:
-            bad_field = _nonfinite_field(state)
-            if bad_field is not None:
-                p.first_bad = step
-                tr.flag_nonfinite()
-
-    def sync(p: Progress, count_now: int) -> tuple[int, int]:
-        """Combine the processes' tallies; raise on every process if any held NaN/Inf."""
-        row = torch.tensor([count_now, p.count_sum, p.local_last_clip, p.first_bad], dtype=torch.float64,
-                           device=ctx.x0.device)
-        table = tr.status(row).cpu()
+    def sync(p: Progress) -> tuple[int, int]:
+        """Read the tallies, combine the processes'; raise on every process if any held NaN/Inf."""
+        table = tr.status(tally.v[:4].to(torch.float64)).cpu()
+        _, p.count_sum, p.local_last_clip, p.first_bad = (int(v) for v in table[tr.rank].tolist())
         bad = [(r, int(s)) for r, s in enumerate(table[:, 3].tolist()) if s >= 0]
         if bad:
             step = min(s for _, s in bad)
-            where = f"in {bad_field} " if bad_field and p.first_bad == step else ""
+            field = tally.bad_field() if p.first_bad == step else None
+            where = f"in {field} " if field else ""
             ranks = "" if tr.world == 1 else f" on rank {', '.join(str(r) for r, s in bad if s == step)}"
             raise NonFinite(
                 f"NaN or Inf {where}at step {step}{ranks}: the run diverged; lower algorithm.lr or clip harder"
@@ -108,8 +136,8 @@ def train(
         p.last_clip = int(table[:, 2].max())
         return int(table[:, 0].sum()), int(table[:, 1].sum())
 
-    def record(state: Any, p: Progress, count_now: int) -> None:
-        now, total = sync(p, count_now)
+    def record(state: Any, p: Progress) -> None:
+        now, total = sync(p)
         x = rules.model(state, ctx)
         n = tr.n_clients
         if evaluate:
@@ -125,18 +153,19 @@ def train(
                 **problem.extra_metrics(x),
             })
         p.count_sum, p.steps_since_log = 0, 0
+        tally.reset_count()
 
     if resume is None:
         p = Progress()
+        tally = Tally(p, ctx.x0.device)
         start = time.perf_counter()
         state, info = rules.init(ctx)
         p.wall += time.perf_counter() - start
-        count = _clipped(info)
-        p.local_last_clip = 0 if count else -1
-        check(state, p, 0)
-        record(state, p, count)
+        tally.add(state, info, 0)
+        record(state, p)
     else:
         state, p = resume
+        tally = Tally(p, ctx.x0.device)
     bar = tqdm(total=steps, initial=p.step, disable=not progress, delay=2.0, unit="step", leave=False)
     beat = time.monotonic()
     try:
@@ -146,17 +175,12 @@ def train(
             state, info = rules.step(state, ctx_t, t)
             p.wall += time.perf_counter() - start
             p.step = t + 1
-            count = _clipped(info)
-            p.count_sum += count
             p.steps_since_log += 1
-            if count:
-                p.local_last_clip = t + 1
-            check(state, p, t + 1)
+            tally.add(state, info, t + 1)
             if (t + 1) % log_every == 0 or t + 1 == steps:
-                record(state, p, count)
-            elif tr.alarm:
-                sync(p, count)
+                record(state, p)
             if checkpoint is not None and checkpoint_every and (t + 1) % checkpoint_every == 0:
+                sync(p)
                 checkpoint(state, p)
             bar.update()
             if heartbeat is not None and time.monotonic() - beat >= HEARTBEAT_S:

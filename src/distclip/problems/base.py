@@ -10,9 +10,11 @@ checkpoints save and restore.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -89,11 +91,17 @@ class ClientOracle:
         """
         batch, size = None, self.batch_size if batch_size is None else batch_size
         if size > 0:
-            idx = sample_indices(
-                self.seed, self.clients.cpu().numpy(), draw, size, self.problem.rows_per_client(), stream
+            idx = torch.from_numpy(
+                sample_indices(self.seed, self.host_clients, draw, size, self.problem.rows_per_client(), stream)
             )
-            batch = torch.from_numpy(idx).to(self.clients.device)
+            # to a GPU from pinned memory without waiting: a pageable copy would synchronise with the device
+            batch = idx.pin_memory().to(self.clients.device, non_blocking=True) if self.clients.is_cuda else idx
         return self.problem.client_grads(x, self.clients, batch, draw)
+
+    @functools.cached_property
+    def host_clients(self) -> np.ndarray:
+        """The client ids as a numpy array, copied from the device once (not at every draw)."""
+        return self.clients.cpu().numpy()
 
     def targets(self) -> Tensor:
         t = self.problem.targets()

@@ -64,6 +64,7 @@ class Network:
         self._part = part
         self._x0 = self._init(seed)
         self._logged: tuple[Tensor, float, float, Tensor] | None = None
+        self._host_clients: dict[int, tuple[Tensor, np.ndarray]] = {}
 
     def with_x0(self, x0: Tensor) -> Network:
         """This problem started from ``x0`` instead of the seeded initialisation."""
@@ -88,11 +89,18 @@ class Network:
     def _inputs(self, x: Tensor, clients: Tensor | None = None, draw: int = 0) -> Tensor:
         """Stored images -> network inputs: augmented (training gradients of ``clients``), scaled, normalised."""
         if self.augment and clients is not None:
-            x = crop_flip(x, self.seed, clients.cpu().numpy(), draw)
+            x = crop_flip(x, self.seed, self._host(clients), draw)
         x = x.to(self.dtype)
         if self._uint8:
             x = x / 255
         return x if self._mean is None else (x - self._mean) / self._std
+
+    def _host(self, clients: Tensor) -> np.ndarray:
+        """``clients`` as numpy, copied from the device once per tensor (the oracle passes the same one each step)."""
+        held = self._host_clients.get(id(clients))
+        if held is None or held[0] is not clients:
+            held = self._host_clients[id(clients)] = (clients, clients.cpu().numpy())
+        return held[1]
 
     # -- the Problem interface ---------------------------------------------------------------------
     def x0(self) -> Tensor:
