@@ -4,9 +4,9 @@ Block assignment: with N clients on W ranks, rank r holds clients ⌊rN/W⌋ .. 
 blocks differ by at most one client (N = 20, W = 3: 6, 7, 7 clients). Client data and randomness
 depend only on (seed, client id, step), never on the rank, so results do not depend on placement.
 
-``mean`` sums the block locally and does **one** ``all_reduce`` of the flattened sum (plus one float
-carrying the non-finite alarm); Top-k messages travel as k values and k indices per client through
-``all_gather``. Backend: NCCL for CUDA tensors, gloo otherwise (``run.backend`` overrides). A failed
+``mean`` sums the block locally and does **one** ``all_reduce`` of the flattened sum (the loop reads every
+rank's non-finite flag at logged steps, through ``status``); Top-k messages travel as k values and k indices
+per client through ``all_gather``. Backend: NCCL for CUDA tensors, gloo otherwise (``run.backend`` overrides). A failed
 or timed-out collective raises a one-line :class:`DistclipError` naming the rank.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -118,14 +117,6 @@ def _rows(t: Tensor) -> Tensor:
     return t.reshape(len(t), t.shape[1:].numel())
 
 
-@dataclass
-class _Signal:
-    """The non-finite flag this rank sends and the alarm it has seen, shared with its cohort views."""
-
-    flag: float = 0.0
-    alarm: bool = False
-
-
 class TorchDistributed:
     def __init__(self, n_clients: int, device: torch.device, timeout_s: float) -> None:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
@@ -141,22 +132,10 @@ class TorchDistributed:
         self.sizes = [block(n_clients, r, self.world)[1] - block(n_clients, r, self.world)[0]
                       for r in range(self.world)]
         self.counter = CommCounter()
-        self._signal = _Signal()
-
-    @property
-    def alarm(self) -> bool:
-        return self._signal.alarm
-
-    @property
-    def _flag(self) -> float:
-        return self._signal.flag
-
-    def _heard(self, flag: Tensor) -> None:
-        self._signal.alarm = self._signal.alarm or bool(flag > 0)
 
     def cohort(self, ids: Tensor) -> TorchDistributed:
         """The view in which only clients ``ids`` (sorted global ids, the same on every rank) take part: this rank
-        holds those in its block; counter and alarm are shared with this transport."""
+        holds those in its block; the counter is shared with this transport."""
         view = copy.copy(self)
         lo, hi = block(self.population, self.rank, self.world)
         ids = ids.to(self.device)
@@ -174,13 +153,9 @@ class TorchDistributed:
         self.counter.record(t.shape[1:].numel(), t.element_size(), down, sparse_k)
         if sparse_k is not None:
             return self._sparse_mean(t, sparse_k)
-        rows = _rows(t)
-        buf = rows.new_empty(rows.shape[1] + 1)  # the block's sum and the alarm flag: one all_reduce, two passes
-        torch.sum(rows, dim=0, out=buf[:-1])
-        buf[-1] = self._flag
+        buf = _rows(t).sum(dim=0)  # a new tensor: all_reduce works in place
         self._run("all_reduce", dist.all_reduce, buf)
-        self._heard(buf[-1])
-        return buf[:-1].div_(max(self.n_clients, 1)).view(t.shape[1:])
+        return buf.div_(max(self.n_clients, 1)).view(t.shape[1:])
 
     def _sparse_mean(self, t: Tensor, k: int) -> Tensor:
         rows = _rows(t)
@@ -189,15 +164,13 @@ class TorchDistributed:
         pad = max(self.sizes) - len(rows)
         vals = torch.cat([vals, vals.new_zeros(pad, k)]).reshape(-1)
         idx = torch.cat([idx, idx.new_zeros(pad, k)])
-        vals = torch.cat([vals, vals.new_full((1,), self._flag)])
         all_vals = [torch.empty_like(vals) for _ in range(self.world)]
         all_idx = [torch.empty_like(idx) for _ in range(self.world)]
         self._run("all_gather", dist.all_gather, all_vals, vals)
         self._run("all_gather", dist.all_gather, all_idx, idx)
-        self._heard(max(v[-1] for v in all_vals))
         out = rows.new_zeros(rows.shape[1])
         for v, i in zip(all_vals, all_idx, strict=True):
-            out.index_add_(0, i.reshape(-1), v[:-1])
+            out.index_add_(0, i.reshape(-1), v)
         return (out / max(self.n_clients, 1)).view(t.shape[1:])
 
     # -- uncounted bookkeeping --------------------------------------------------------------------
@@ -205,9 +178,6 @@ class TorchDistributed:
         buf = _rows(t).sum(dim=0)
         self._run("all_reduce", dist.all_reduce, buf)
         return (buf / max(self.n_clients, 1)).view(t.shape[1:])
-
-    def flag_nonfinite(self) -> None:
-        self._signal.flag = 1.0
 
     def status(self, row: Tensor) -> Tensor:
         rows = [torch.empty_like(row) for _ in range(self.world)]

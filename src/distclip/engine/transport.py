@@ -8,11 +8,11 @@ This is the narrow interface between algorithms and engines. An algorithm only e
   server). ``sparse_k=k`` says each client sends only its k largest entries and their indices (Top-k).
 - ``transport.observe(t)``: the same average for logging only; it is never counted.
 
-The engine loop additionally uses a few uncounted bookkeeping calls (``flag_nonfinite``/``alarm``,
-``status``, ``gather_clients``, ``broadcast``, ``agree``). With client sampling the rules talk to
-``transport.cohort(ids)``, a view of the same transport in which only the round's participants S exist:
-``n_clients`` = |S| (the divisor of ``mean``; the mean of no participant is 0), ``clients`` the participants
-held here, ``population`` = N still, and the counter shared (docs/algorithms.md §13).
+The engine loop additionally uses a few uncounted bookkeeping calls (``status``, ``gather_clients``,
+``broadcast``, ``agree``). With client sampling the rules talk to ``transport.cohort(ids)``, a view of the
+same transport in which only the round's participants S exist: ``n_clients`` = |S| (the divisor of ``mean``;
+the mean of no participant is 0), ``clients`` the participants held here, ``population`` = N still, and the
+counter shared (docs/algorithms.md §13).
 
 :class:`InProcess` holds all N clients in one process; :class:`distclip.engine.distributed.TorchDistributed`
 holds a contiguous block of clients per ``torch.distributed`` rank.
@@ -69,13 +69,10 @@ class Transport(Protocol):
     counter: CommCounter
     rank: int
     world: int
-    alarm: bool  # some participant flagged non-finite values (seen at the latest collective)
 
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor: ...
 
     def observe(self, t: Tensor) -> Tensor: ...
-
-    def flag_nonfinite(self) -> None: ...
 
     def status(self, row: Tensor) -> Tensor: ...
 
@@ -104,7 +101,6 @@ class InProcess:
         self.n_clients = self.population = n_clients
         self.clients = torch.arange(n_clients, device=device)
         self.counter = CommCounter()
-        self.alarm = False
 
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
         self.counter.record(t.shape[1:].numel(), t.element_size(), down, sparse_k)
@@ -118,9 +114,6 @@ class InProcess:
 
     def observe(self, t: Tensor) -> Tensor:
         return t.mean(dim=0)
-
-    def flag_nonfinite(self) -> None:
-        self.alarm = True
 
     def status(self, row: Tensor) -> Tensor:
         """Every participant's ``row``, stacked ``[world, k]``."""
