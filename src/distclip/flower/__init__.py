@@ -12,15 +12,24 @@ here, with the same trajectory (docs in README.md, section "Flower").
 
 from __future__ import annotations
 
-try:
-    import flwr  # noqa: F401
-except ImportError as e:  # pragma: no cover - depends on the install
-    from ..errors import DistclipError
+from importlib import import_module
+from typing import Any
 
-    raise DistclipError("distclip.flower needs Flower: pip install 'distclip[flower]'") from e
+from ..errors import DistclipError
 
-from .apps import run_simulation, server_app
-from .client import client_app
-from .server import DistclipStrategy, FlowerRun
+_EXPORTS = {"DistclipStrategy": "server", "FlowerRun": "server", "client_app": "client", "run_simulation": "apps",
+            "server_app": "apps"}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["DistclipStrategy", "FlowerRun", "client_app", "run_simulation", "server_app"]
+
+def __getattr__(name: str) -> Any:
+    """The Flower-facing names, imported on first use (the replay core in ``node``/``replay`` needs no Flower)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        module = import_module(f"{__name__}.{_EXPORTS[name]}")
+    except ImportError as e:
+        if e.name is None or not e.name.startswith(("flwr", "ray")):
+            raise
+        raise DistclipError("distclip.flower needs Flower: pip install 'distclip[flower]'") from None
+    return getattr(module, name)

@@ -15,6 +15,7 @@ without it. Rows logged before are kept.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,7 @@ class DistclipStrategy:
                 rows.append(self._row(x, tallies, step, time.perf_counter() - t0))
                 if writer is not None:
                     writer.write(rows[-1])
+                _report(summary["label"], rows[-1], self.length.steps)
         except DistclipError as e:
             summary.update(status="failed", error=str(e), final=rows[-1] if rows else None)
             if self.out is not None:
@@ -187,6 +189,13 @@ class DistclipStrategy:
         if self.out is not None:
             rundir.write_summary(self.out, summary)
         return FlowerRun(rows, summary, x)
+
+
+def _report(label: str, row: dict[str, Any], steps: int) -> None:
+    """One line per logged step on the ServerApp's stderr (what ``flwr run --stream`` shows)."""
+    extra = "".join(f", {k} {row[k]:.4f}" for k in ("test_acc", "test_loss") if k in row)
+    print(f"distclip: {label}: step {row['step']}/{steps}, loss {row['loss']:.4f}{extra}, comm_rounds "
+          f"{row['comm_rounds']}, floats_up {row['floats_up']}", file=sys.stderr, flush=True)
 
 
 def _last_line(text: str) -> str:

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Flower deployment on one machine: a SuperLink and two SuperNodes on localhost (no TLS: --insecure), the
+# example app examples/flower (distclip's Clip21 on the bundled MNIST CNN, 2 clients) run with `flwr run`,
+# then everything shut down. Needs the flower extra in the active Python:  pip install -e '.[flower]'
+#   scripts/flower_deploy.sh [config.toml inside examples/flower/distclip_mnist/, default clip21_mnist.toml]
+#   KILL_NODE_AFTER=S scripts/flower_deploy.sh   # kill SuperNode 1 S seconds after the run starts
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-clip21_mnist.toml}
+PORT=${FLOWER_PORT:-39080}
+WORK=$(mktemp -d)
+export FLWR_HOME="$WORK/flwr-home" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+mkdir -p "$FLWR_HOME"
+cat > "$FLWR_HOME/config.toml" <<TOML
+[superlink]
+default = "localhost"
+
+[superlink.localhost]
+address = "127.0.0.1:$PORT"
+insecure = true
+TOML
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+flower-superlink --insecure --port "$PORT" --disable-runtime-dependency-installation \
+  > "$WORK/superlink.log" 2>&1 &
+PIDS+=($!)
+sleep 3
+for i in 0 1; do
+  flower-supernode --insecure --superlink "127.0.0.1:$PORT" --port $((PORT + 10 + i)) \
+    --node-config "partition-id=$i num-partitions=2" > "$WORK/supernode-$i.log" 2>&1 &
+  PIDS+=($!)
+done
+if [ -n "${KILL_NODE_AFTER:-}" ]; then
+  (sleep "$KILL_NODE_AFTER"; echo "flower_deploy: killing SuperNode 1 (pid ${PIDS[2]})"; kill "${PIDS[2]}") &
+fi
+status=0
+flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\"" || status=$?
+echo "flower_deploy: flwr run exited with status $status"
+for f in "$WORK"/supernode-*.log; do echo "--- last lines of $(basename "$f")"; tail -n 3 "$f"; done
+exit "$status"
