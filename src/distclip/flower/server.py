@@ -87,8 +87,9 @@ class DistclipStrategy:
         for client, nid in enumerate(nodes):
             m = replies.get(nid)
             if m is None:
-                raise DistclipError(f"client {client} (node {nid}) did not answer within run.timeout_s = {timeout:g} s: "
-                                    "its SuperNode stopped or hangs; the rules need every client, so the run stops")
+                raise DistclipError(f"client {client} (node {nid}) did not answer within run.timeout_s = "
+                                    f"{timeout:g} s: its SuperNode stopped or hangs; the rules need every client, "
+                                    "so the run stops")
             if m.has_error():
                 raise DistclipError(f"client {client} (node {nid}) failed: {_last_line(m.error.reason)}")
             meta = m.content.config_records["meta"]
