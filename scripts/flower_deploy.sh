@@ -3,10 +3,12 @@
 # example app examples/flower (distclip's Clip21 on the bundled MNIST CNN, 2 clients) run with `flwr run`,
 # then everything shut down. Needs the flower extra in the active Python:  pip install -e '.[flower]'
 #   scripts/flower_deploy.sh [config.toml inside examples/flower/distclip_mnist/, default clip21_mnist.toml]
+#   SET="run.steps=20" scripts/flower_deploy.sh   # distclip overrides (default: 4 steps, logged every 2)
 #   KILL_NODE_AFTER=S scripts/flower_deploy.sh   # kill SuperNode 1 S seconds after the run starts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-clip21_mnist.toml}
+SET=${SET-run.steps=4 run.log_every=2}  # short: each message starts a flwr-clientapp process (imports torch)
 PORT=${FLOWER_PORT:-39080}
 WORK=$(mktemp -d)
 export FLWR_HOME="$WORK/flwr-home" OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -40,7 +42,7 @@ if [ -n "${KILL_NODE_AFTER:-}" ]; then
   (sleep "$KILL_NODE_AFTER"; echo "flower_deploy: killing SuperNode 1 (pid ${PIDS[2]})"; kill "${PIDS[2]}") &
 fi
 status=0
-flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\"" || status=$?
+flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\" set=\"$SET\"" || status=$?
 echo "flower_deploy: flwr run exited with status $status"
 for f in "$WORK"/supernode-*.log; do echo "--- last lines of $(basename "$f")"; tail -n 3 "$f"; done
 exit "$status"

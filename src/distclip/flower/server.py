@@ -91,7 +91,8 @@ class DistclipStrategy:
                                     f"{timeout:g} s: its SuperNode stopped or hangs; the rules need every client, "
                                     "so the run stops")
             if m.has_error():
-                raise DistclipError(f"client {client} (node {nid}) failed: {_last_line(m.error.reason)}")
+                raise DistclipError(f"client {client} (node {nid}) failed ({_last_line(m.error.reason)}); the rules "
+                                    "need every client, so the run stops")
             meta = m.content.config_records["meta"]
             if meta["kind"] == "error":
                 raise DistclipError(f"client {client}: {meta['error']}")
