@@ -4,7 +4,7 @@
 # then everything shut down. Needs the flower extra in the active Python:  pip install -e '.[flower]'
 #   scripts/flower_deploy.sh [config.toml inside examples/flower/distclip_mnist/, default clip21_mnist.toml]
 #   SET="run.steps=20" scripts/flower_deploy.sh   # distclip overrides (default: 4 steps, logged every 2)
-#   KILL_NODE_AFTER=S scripts/flower_deploy.sh   # kill SuperNode 1 S seconds after the run starts
+#   KILL_NODE_AFTER=S scripts/flower_deploy.sh   # kill -9 SuperNode 1 S seconds after the run starts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-clip21_mnist.toml}
@@ -32,14 +32,18 @@ trap cleanup EXIT
 flower-superlink --insecure --port "$PORT" --disable-runtime-dependency-installation \
   > "$WORK/superlink.log" 2>&1 &
 PIDS+=($!)
-sleep 3
+for _ in $(seq 120); do  # until the SuperLink listens (seconds on a loaded machine)
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 1
+done
 for i in 0 1; do
   flower-supernode --insecure --superlink "127.0.0.1:$PORT" --port $((PORT + 10 + i)) \
     --node-config "partition-id=$i num-partitions=2" > "$WORK/supernode-$i.log" 2>&1 &
   PIDS+=($!)
 done
 if [ -n "${KILL_NODE_AFTER:-}" ]; then
-  (sleep "$KILL_NODE_AFTER"; echo "flower_deploy: killing SuperNode 1 (pid ${PIDS[2]})"; kill "${PIDS[2]}") &
+  (sleep "$KILL_NODE_AFTER"; echo "flower_deploy: killing SuperNode 1 (pid ${PIDS[2]})"; kill -9 "${PIDS[2]}") &
+  PIDS+=($!)
 fi
 status=0
 flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\" set=\"$SET\"" || status=$?

@@ -82,14 +82,16 @@ class DistclipStrategy:
         """Send one message per client, return the replies in client order (or stop with one line)."""
         timeout = self.cfg.run.timeout_s
         messages = [Message(c, dst_node_id=nid, message_type=kind) for c, nid in zip(contents, nodes, strict=True)]
+        start = time.monotonic()
         replies = {m.metadata.src_node_id: m for m in grid.send_and_receive(messages, timeout=timeout)}
         out = []
         for client, nid in enumerate(nodes):
             m = replies.get(nid)
             if m is None:
-                raise DistclipError(f"client {client} (node {nid}) did not answer within run.timeout_s = "
-                                    f"{timeout:g} s: its SuperNode stopped or hangs; the rules need every client, "
-                                    "so the run stops")
+                why = (f"did not answer within run.timeout_s = {timeout:g} s (its SuperNode hangs or died)"
+                       if time.monotonic() - start >= timeout else "left the federation (its SuperNode stopped)")
+                raise DistclipError(f"client {client} (node {nid}) {why}; the rules need every client, so the "
+                                    "run stops")
             if m.has_error():
                 raise DistclipError(f"client {client} (node {nid}) failed ({_last_line(m.error.reason)}); the rules "
                                     "need every client, so the run stops")
