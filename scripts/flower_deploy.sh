@@ -5,7 +5,7 @@
 #   scripts/flower_deploy.sh [config.toml inside examples/flower/distclip_mnist/, default clip21_mnist.toml]
 #   SET="run.steps=20" scripts/flower_deploy.sh   # distclip overrides (default: 4 steps, logged every 2)
 #   KILL_NODE_AFTER=S scripts/flower_deploy.sh   # kill -9 SuperNode 1 S seconds after the run starts
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-clip21_mnist.toml}
 SET=${SET-run.steps=4 run.log_every=2}  # short: each message starts a flwr-clientapp process (imports torch)
@@ -46,7 +46,10 @@ if [ -n "${KILL_NODE_AFTER:-}" ]; then
   PIDS+=($!)
 fi
 status=0
-flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\" set=\"$SET\"" || status=$?
+flwr run examples/flower localhost --stream --run-config "config=\"$CONFIG\" set=\"$SET\"" 2>&1 \
+  | tee "$WORK/run.log" || status=$?
+# flwr run --stream exits 0 even when the ServerApp failed; the ServerApp's one line says so
+grep -q "^distclip: error:" "$WORK/run.log" && status=1
 echo "flower_deploy: flwr run exited with status $status"
 for f in "$WORK"/supernode-*.log; do echo "--- last lines of $(basename "$f")"; tail -n 3 "$f"; done
 exit "$status"

@@ -120,3 +120,17 @@ def test_flower_simulation_matches_the_simulator(name, clients, tmp_path):
     assert_same(got.metrics, expected.metrics)
     assert torch.allclose(got.model, expected.model, rtol=1e-9, atol=1e-12)
     assert got.summary["engine"] == "Flower" and (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_a_top_k_message_carries_k_values_and_k_indices():
+    pytest.importorskip("flwr", reason="the Flower records need the flower extra: pip install 'distclip[flower]'")
+    from distclip.flower.node import Reply
+    from distclip.flower.records import reply_content, row
+
+    payload = torch.tensor([0.0, -3.0, 0.0, 0.5, 0.0, 2.0], dtype=torch.float64)
+    content = reply_content(Reply("mean", 4, payload, sparse_k=2))
+    arrays = content.array_records["arrays"].to_torch_state_dict()
+    assert sorted(arrays) == ["indices", "values"]
+    assert arrays["values"].tolist() == [-3.0, 2.0] and arrays["indices"].tolist() == [1, 5]
+    assert row(content).tolist() == [0.0, -3.0, 0.0, 0.0, 0.0, 2.0]
+    assert torch.equal(row(reply_content(Reply("mean", 4, payload))), payload)
