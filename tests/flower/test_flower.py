@@ -67,8 +67,8 @@ def drive(doc: dict) -> list[tuple[int, torch.Tensor, int]]:
 def test_replayed_nodes_follow_the_simulator(name, clients):
     doc = logreg(name, clients)
     result = run(from_dict(doc))
-    problem = build(to_toml(from_dict(doc)), 0)
-    assert problem.rules is ALGORITHMS[doc["algorithm"]["name"]].rules
+    built = build(to_toml(from_dict(doc)), 0)
+    assert built.rules is ALGORITHMS[doc["algorithm"]["name"]].rules
     rounds = 0
     for (step, x, exchanges), want in zip(drive(doc), result.metrics, strict=True):
         rounds += exchanges

@@ -61,7 +61,6 @@ class Reply:
 
 @dataclass(frozen=True)
 class Built:
-    cfg: Config
     rules: Any
     ctx: Context
     transport: Replayed
@@ -92,7 +91,7 @@ def build(config_toml: str, client: int) -> Built:
     schedule = getattr(ctx.hp, "schedule", None)
     length = resolve_length(cfg, problem)
     size = None if schedule is None else schedule.step_size(length.steps_per_epoch, length.steps)
-    return Built(cfg, ALGORITHMS[cfg.algorithm.name].rules, ctx, transport, size)
+    return Built(ALGORITHMS[cfg.algorithm.name].rules, ctx, transport, size)
 
 
 def _clipped(info: StepInfo) -> int:
