@@ -134,3 +134,62 @@ def test_a_top_k_message_carries_k_values_and_k_indices():
     assert arrays["values"].tolist() == [-3.0, 2.0] and arrays["indices"].tolist() == [1, 5]
     assert row(content).tolist() == [0.0, -3.0, 0.0, 0.0, 0.0, 2.0]
     assert torch.equal(row(reply_content(Reply("mean", 4, payload))), payload)
+
+
+# -- ServerApp strategy and ClientApp handlers over an in-process grid (Flower's records, no Ray) -------------
+class LocalGrid:
+    """Delivers each message to the ClientApp handler of its node at once; ``gone`` nodes never answer."""
+
+    def __init__(self, partition_ids: list[int], gone_after: int | None = None) -> None:
+        from flwr.app import Context, RecordDict
+
+        self.contexts = {100 + i: Context(run_id=1, node_id=100 + i, node_config={"partition-id": p},
+                                          state=RecordDict(), run_config={}) for i, p in enumerate(partition_ids)}
+        self.calls, self.gone_after = 0, gone_after
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.contexts)
+
+    def send_and_receive(self, messages, timeout=None):
+        from distclip.flower import client
+
+        self.calls += 1
+        replies = []
+        for m in messages:
+            nid = m.metadata.dst_node_id
+            if nid == 101 and self.gone_after is not None and self.calls > self.gone_after:
+                continue  # node 101 left
+            handler = client.hello if m.metadata.message_type == "query" else client.train
+            replies.append(handler(m, self.contexts[nid]))
+        return replies
+
+
+@pytest.fixture
+def flower_task(monkeypatch):
+    pytest.importorskip("flwr", reason="the Flower apps need the flower extra: pip install 'distclip[flower]'")
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name in ("_task_id", "_run_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 1)
+    from distclip.flower import DistclipStrategy
+
+    return DistclipStrategy
+
+
+def test_strategy_and_client_app_follow_the_simulator(flower_task, tmp_path):
+    doc = logreg("celgc", 3)
+    got = flower_task(doc, tmp_path / "run").start(LocalGrid([2, 0, 1]))
+    assert_same(got.metrics, run(from_dict(doc)).metrics)
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_node_that_leaves_stops_the_run_with_one_line(flower_task, tmp_path):
+    strategy = flower_task(logreg("clip21", 3), tmp_path / "run")
+    with pytest.raises(DistclipError, match=r"client 1 \(node 101\) left the federation .* so the run stops "
+                       r"\(metrics up to step 0 kept"):
+        strategy.start(LocalGrid([0, 1, 2], gone_after=3))
+
+
+def test_partition_ids_must_name_every_client_once(flower_task):
+    with pytest.raises(DistclipError, match=r"the nodes are clients \[0, 2\]; give the SuperNodes partition-id 0..2"):
+        flower_task(logreg("clip21", 3)).start(LocalGrid([0, 0, 2]))
