@@ -120,8 +120,8 @@ class DistclipStrategy:
                                 f"0..{self.n - 1}, each once")
         return [by_client[c] for c in range(self.n)]
 
-    def advance(self, grid: Grid, nodes: list[int], until: int) -> tuple[Tensor, dict[str, int]]:
-        """Drive every node to the model at step ``until``, serving each exchange; (model, summed tallies)."""
+    def advance(self, grid: Grid, nodes: list[int], until: int) -> tuple[Tensor, dict[str, list[int]]]:
+        """Drive every node to the model at step ``until``, serving each exchange; (model, per-client tallies)."""
         result = None
         while True:
             replies = self._exchange(grid, nodes, "train", [records.request(until, result)] * self.n)
@@ -146,7 +146,8 @@ class DistclipStrategy:
 
     # -- the run ----------------------------------------------------------------------------------------
     def _row(self, x: Tensor, tallies: dict[str, list[int]], step: int, wall: float) -> dict[str, Any]:
-        """The simulator's metrics row at ``step`` (see :func:`distclip.engine.loop.train`)."""
+        """The simulator's metrics row at ``step`` (see :func:`distclip.engine.loop.train`); ``wall_s`` here is the
+        ServerApp's time since the start, messages included."""
         g = self.problem.grad(x)
         now, total, since = sum(tallies["count_now"]), sum(tallies["count_sum"]), tallies["steps_since_log"][0]
         row = {"step": step, "loss": self.problem.loss(x), "grad_norm_sq": float(g @ g), **self.counter.as_dict(),
