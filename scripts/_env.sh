@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[${DISTCLIP_EXTRAS:-dev}]"  # DISTCLIP_EXTRAS: the extras to install

@@ -1,0 +1,1 @@
+"""distclip's Clip21 and CELGC on the bundled MNIST CNN as a Flower app."""
