@@ -82,17 +82,19 @@ def _loss(doc: dict, x: torch.Tensor) -> float:
     return build_problem(from_dict(doc)).loss(x)
 
 
-def test_fraction_is_refused_where_every_client_is_needed():
+def test_sampling_is_refused_in_flower():
     clip21 = from_dict(logreg("clip21", 4))
-    with pytest.raises(DistclipError, match="needs every client at every step"):
+    with pytest.raises(DistclipError, match="needs every client in every round"):
         check_fraction(ALGORITHMS["clip21"], clip21, 0.5)
     check_fraction(ALGORITHMS["clip21"], clip21, 1.0)
     doc = logreg("dp-fedavg", 4)
     doc["algorithm"] = {**doc["algorithm"], "client_rate": 0.5}
-    sampled = from_dict(doc)
-    check_fraction(ALGORITHMS["dp-fedavg"], sampled, 0.5)
-    with pytest.raises(DistclipError, match="set fraction-train = algorithm.client_rate"):
-        check_fraction(ALGORITHMS["dp-fedavg"], sampled, 1.0)
+    with pytest.raises(DistclipError, match="client sampling .* is not supported in Flower yet"):
+        check_fraction(ALGORITHMS["dp-fedavg"], from_dict(doc), 1.0)
+    doc = logreg("clip21", 4)
+    doc["sampling"] = {"scheme": "fixed", "clients": 2}
+    with pytest.raises(DistclipError, match="is not supported in Flower yet"):
+        check_fraction(ALGORITHMS["clip21"], from_dict(doc), 1.0)
 
 
 def test_a_server_keeping_an_average_to_itself_is_refused():

@@ -22,7 +22,6 @@ from torch import Tensor
 from ..algorithms import ALGORITHMS, Context, StepInfo
 from ..algorithms.base import scaled
 from ..config import Config, from_dict
-from ..engine.loop import _nonfinite_field
 from ..engine.transport import CommCounter
 from ..errors import DistclipError
 from ..problems.kinds import build_problem
@@ -112,6 +111,15 @@ def _stage(b: Built, saved: Saved, effects: Effects) -> tuple[Any, Any]:
     if b.step_size is not None:
         ctx = dataclasses.replace(ctx, hp=scaled(ctx.hp, b.step_size.factor(saved.pos)))
     return b.rules.step(state, ctx, saved.pos)
+
+
+def _nonfinite_field(state: Any) -> str | None:
+    """The first field of ``state`` holding NaN or Inf (a node checks each step it completes)."""
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            return f.name
+    return None
 
 
 def _finish_step(b: Built, saved: Saved, state: Any, info: StepInfo) -> None:

@@ -75,11 +75,10 @@ class Replayed:
 
     def __init__(self, n_clients: int, client: int, counter: CommCounter, effects: Effects,
                  device: torch.device | str = "cpu") -> None:
-        self.n_clients = n_clients
+        self.n_clients = self.population = n_clients  # every client takes part in every round (flower.sampling)
         self.clients = torch.tensor([client], device=device)
         self.counter = counter
         self.effects = effects
-        self.alarm = False
 
     def mean(self, t: Tensor, *, down: bool = True, sparse_k: int | None = None) -> Tensor:
         self.counter.record(t[0].numel(), t.element_size(), down, sparse_k)
@@ -96,9 +95,6 @@ class Replayed:
         if not isinstance(obj, Tensor):
             raise DistclipError(f"distclip.flower broadcasts tensors only, not {type(obj).__name__}")
         return self.effects.exchange("broadcast", obj)
-
-    def flag_nonfinite(self) -> None:
-        self.alarm = True
 
     def agree(self, error: str | None) -> None:
         if error is not None:
