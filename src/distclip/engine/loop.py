@@ -43,10 +43,16 @@ class Progress:
     count_sum: int = 0  # clipped (client, step) pairs since the previous log
     steps_since_log: int = 0
     first_bad: int = -1  # first step at which this process held NaN/Inf
+    took_part: int = 0  # participating (client, step) pairs since the previous log (all processes)
+    took_part_now: int = 0  # clients that took part in the latest step (all processes)
 
 
 def _clipped(info: StepInfo) -> int:
     return 0 if info.clipped is None else int(info.clipped.sum())
+
+
+def _took_part(info: StepInfo, n: int) -> int:
+    return n if info.participants is None else info.participants
 
 
 def _nonfinite_field(state: Any) -> str | None:
@@ -111,7 +117,7 @@ def train(
     def record(state: Any, p: Progress, count_now: int) -> None:
         now, total = sync(p, count_now)
         x = rules.model(state, ctx)
-        n = tr.n_clients
+        n = max(p.took_part_now, 1)  # the clip fractions are over the clients that took part (§13)
         if evaluate:
             g = problem.grad(x)
             log({
@@ -120,17 +126,18 @@ def train(
                 "grad_norm_sq": float(g @ g),
                 **tr.counter.as_dict(),
                 "clip_frac": now / n,
-                "clip_frac_mean": total / (n * p.steps_since_log) if p.steps_since_log else now / n,
+                "clip_frac_mean": total / max(p.took_part, 1) if p.steps_since_log else now / n,
                 "wall_s": p.wall,
                 **problem.extra_metrics(x),
             })
-        p.count_sum, p.steps_since_log = 0, 0
+        p.count_sum, p.steps_since_log, p.took_part = 0, 0, 0
 
     if resume is None:
         p = Progress()
         start = time.perf_counter()
         state, info = rules.init(ctx)
         p.wall += time.perf_counter() - start
+        p.took_part_now = _took_part(info, tr.n_clients)
         count = _clipped(info)
         p.local_last_clip = 0 if count else -1
         check(state, p, 0)
@@ -149,6 +156,8 @@ def train(
             count = _clipped(info)
             p.count_sum += count
             p.steps_since_log += 1
+            p.took_part_now = _took_part(info, tr.n_clients)
+            p.took_part += p.took_part_now
             if count:
                 p.local_last_clip = t + 1
             check(state, p, t + 1)
