@@ -253,17 +253,18 @@ def test_checkpoints_move_between_world_sizes(tmp_path, label):
 
 # client sampling: the store of every client's rows is gathered and split like any per-client field, the state's
 # cohort-sized rows follow their cohort; checkpoints at steps 10, 20, 30 fall inside rounds of 3 or 4 local steps
+# (logged every 5 steps, so each leg's last log is one of the uncut run's and clip_frac_mean covers the same steps)
+LEGS = {"steps": 40, "checkpoint_every": 10, "log_every": 5}
 SAMPLED_RESUMABLE = {
-    "sampled-ef21-topk-poisson": {**logreg({"name": "ef21", "lr": "1/L", "k": 3}, steps=40, checkpoint_every=10),
+    "sampled-ef21-topk-poisson": {**logreg({"name": "ef21", "lr": "1/L", "k": 3}, **LEGS),
                                   "sampling": {"scheme": "poisson", "rate": 0.5}},
-    "sampled-scaffold-host": {**logreg({"name": "scaffold", "lr": 0.5, "local_steps": 3}, steps=40, batch=8,
-                                       checkpoint_every=10),
+    "sampled-scaffold-host": {**logreg({"name": "scaffold", "lr": 0.5, "local_steps": 3}, batch=8, **LEGS),
                               "sampling": {"scheme": "fixed", "clients": 3, "state": "host"}},
     "sampled-celgc-momentum-poisson": {**logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4,
-                                                 "momentum": 0.9}, steps=40, batch=8, checkpoint_every=10),
+                                                 "momentum": 0.9}, batch=8, **LEGS),
                                        "sampling": {"scheme": "poisson", "rate": 0.4}},
     "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "client_rate": 0.6,
-                                 "momentum": 0.5, "noise_multiplier": 1.0}, steps=40, batch=8, checkpoint_every=10),
+                                 "momentum": 0.5, "noise_multiplier": 1.0}, batch=8, **LEGS),
 }
 
 
