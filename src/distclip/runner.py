@@ -189,15 +189,15 @@ def _run(cfg: Config, out: str | Path | None, progress: bool, label: str, resume
     spec = ALGORITHMS[cfg.algorithm.name]
     out_dir = None if out is None else Path(transport.broadcast(str(out)))
     length = resolve_length(cfg, problem)
-    found, resumed = _start(cfg, out_dir, transport, spec, ctx, problem, resume, length.steps)
     rules = sampled_rules(cfg, spec, ctx.hp, problem)
+    found, resumed = _start(cfg, out_dir, transport, rules, ctx, problem, resume, length.steps)
     try:
         return _train(cfg, rules, ctx, problem, transport, out_dir, found, resumed, length, facts, label, progress)
     finally:
         found.release()
 
 
-def _start(cfg: Config, out_dir: Path | None, transport: Transport, spec: Any, ctx: Context, problem: Problem,
+def _start(cfg: Config, out_dir: Path | None, transport: Transport, rules: Any, ctx: Context, problem: Problem,
            resume: bool, steps: int) -> tuple[rundir.Resumed, tuple[Any, Progress] | None]:
     """Lock and read the run directory (rank 0), restore the checkpoint (every rank), then write config.toml."""
     continuing = resume or (_restarted() and out_dir is not None and (out_dir / "metrics.jsonl").exists())
@@ -211,7 +211,9 @@ def _start(cfg: Config, out_dir: Path | None, transport: Transport, spec: Any, c
     payload, resumed, error = transport.broadcast(found.payload), None, None
     if payload is not None:
         try:
-            resumed = checkpoint.restore(payload, spec.rules, transport, ctx.x0.device, problem)
+            sampled = rules if isinstance(rules, Sampled) else None
+            resumed = checkpoint.restore(payload, rules.rules if sampled else rules, transport, ctx.x0.device,
+                                         problem, sampled, ctx)
         except Exception as e:  # loadable, but not this run's state (shapes, fields)
             error = f"{out_dir / checkpoint.NAME} does not fit this run ({type(e).__name__}: {e}); delete it to restart"
         found.rows = [r for r in found.rows if resumed is None or r["step"] <= resumed[1].step]
@@ -247,7 +249,8 @@ def _train(cfg: Config, rules: Any, ctx: Context, problem: Problem, transport: T
             writer.write(row)
 
     def save(state: Any, progress: Progress) -> None:
-        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__, problem)
+        snap = checkpoint.snapshot(state, progress, transport, to_toml(cfg), __version__, problem,
+                                   rules if isinstance(rules, Sampled) else None, ctx)
         if snap is not None and out_dir is not None:
             checkpoint.write(out_dir, snap)
 

@@ -71,9 +71,6 @@ class SamplingConfig:
             raise DistclipError(f"sampling.clients = {self.clients} must be in [1, {n}] (partition.clients = {n})")
         if self.rate is not None:
             in_range("sampling.rate", self.rate, 0, 1, closed="(]", note=" (1: every client, every round)")
-        if self.active and cfg.run.checkpoint_every:
-            raise DistclipError("client sampling does not write checkpoints yet; set run.checkpoint_every = 0 or "
-                                "remove [sampling]")
 
 
 @dataclass

@@ -257,8 +257,6 @@ def test_config_round_trips_and_stays_silent_without_sampling() -> None:
      "dp-fedavg samples clients itself with algorithm.client_rate"),
     ({**logreg_doc("celgc", batch=4, lr=0.1, tau=1.0, momentum=0.9, dampening=0.1),
       "sampling": {"scheme": "poisson", "rate": 0.5}}, "dampening > 0 with client sampling"),
-    ({**logreg_doc("clip21", lr=0.1, tau=1.0), "sampling": {"scheme": "fixed", "clients": 2},
-      "run": {"steps": 4, "checkpoint_every": 2}}, "does not write checkpoints yet"),
 ])
 def test_refusals_are_one_line(doc: dict, message: str) -> None:
     with pytest.raises(DistclipError, match=message) as err:

@@ -251,6 +251,40 @@ def test_checkpoints_move_between_world_sizes(tmp_path, label):
     assert_same([r for r in rows if r["step"] in keep], expected, 1e-11)
 
 
+# client sampling: the store of every client's rows is gathered and split like any per-client field, the state's
+# cohort-sized rows follow their cohort; checkpoints at steps 10, 20, 30 fall inside rounds of 3 or 4 local steps
+# (logged every 5 steps, so each leg's last log is one of the uncut run's and clip_frac_mean covers the same steps)
+LEGS = {"steps": 40, "checkpoint_every": 10, "log_every": 5}
+SAMPLED_RESUMABLE = {
+    "sampled-ef21-topk-poisson": {**logreg({"name": "ef21", "lr": "1/L", "k": 3}, **LEGS),
+                                  "sampling": {"scheme": "poisson", "rate": 0.5}},
+    "sampled-scaffold-host": {**logreg({"name": "scaffold", "lr": 0.5, "local_steps": 3}, batch=8, **LEGS),
+                              "sampling": {"scheme": "fixed", "clients": 3, "state": "host"}},
+    "sampled-celgc-momentum-poisson": {**logreg({"name": "celgc", "lr": 1.0, "gamma": 0.05, "local_steps": 4,
+                                                 "momentum": 0.9}, batch=8, **LEGS),
+                                       "sampling": {"scheme": "poisson", "rate": 0.4}},
+    "dp-fedavg-sampled": logreg({"name": "dp-fedavg", "lr": 0.5, "tau": 0.05, "local_steps": 3, "client_rate": 0.6,
+                                 "momentum": 0.5, "noise_multiplier": 1.0}, batch=8, **LEGS),
+}
+
+
+def test_sampled_checkpoints_move_between_world_sizes(tmp_path):
+    """As above, every sampled case in one launch per leg: simulator -> 2 ranks -> 3 ranks -> simulator."""
+    runs = tmp_path / "runs"
+    for label, doc in SAMPLED_RESUMABLE.items():
+        run(from_dict(_with_steps(doc, 10)), runs / label)
+    for world, steps in ((2, 20), (3, 30)):
+        proc = torchrun(world, SAMPLED_RESUMABLE, tmp_path, "--resume-steps", str(steps))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for label, doc in SAMPLED_RESUMABLE.items():
+        run(from_dict(_with_steps(doc, 40)), runs / label, resume=True)
+        rows = read_metrics(runs / label / "metrics.jsonl")
+        assert {10, 20, 30} <= {r["step"] for r in rows}, label
+        expected = run(from_dict(doc)).metrics
+        keep = {r["step"] for r in expected}
+        assert_same([r for r in rows if r["step"] in keep], expected, 1e-11)
+
+
 def test_resume_rejects_a_different_run(tmp_path):
     doc = RESUMABLE["clip21"]
     run(from_dict(_with_steps(doc, 10)), tmp_path / "r")
@@ -271,6 +305,16 @@ def test_killed_worker_restarts_from_checkpoint(tmp_path):
     assert_same(rows, expected, 1e-11)  # nothing lost, nothing duplicated, same numbers
     summary = json.loads((tmp_path / "runs" / "celgc" / "summary.json").read_text())
     assert summary["resumed_from"] == 50
+
+
+def test_killed_worker_restarts_from_checkpoint_with_sampling(tmp_path):
+    doc = {**logreg({"name": "scaffold", "lr": 0.5, "local_steps": 4}, steps=120, batch=8, checkpoint_every=25,
+                    log_every=5), "sampling": {"scheme": "fixed", "clients": 3, "state": "host"}}
+    proc = torchrun(2, {"s": doc}, tmp_path, "--kill-rank", "1", "--kill-step", "63", max_restarts=1)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exitcode: -9" in proc.stderr
+    assert_same(read_metrics(tmp_path / "runs" / "s" / "metrics.jsonl"), run(from_dict(doc)).metrics, 1e-11)
+    assert json.loads((tmp_path / "runs" / "s" / "summary.json").read_text())["resumed_from"] == 50
 
 
 def test_hung_worker_is_reported_by_timeout(tmp_path):

@@ -112,9 +112,11 @@ class Context:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """What a step reports: per-client clip flags ``[n_block]`` (None when nothing is clipped)."""
+    """What a step reports: per-client clip flags ``[n_block]`` (None when nothing is clipped), and how many clients
+    took part (None: all N; client sampling sets |S_r|, docs/algorithms.md §13)."""
 
     clipped: Tensor | None = None
+    participants: int | None = None
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,6 @@ class Params:
             raise DistclipError("dp-fedavg samples clients itself with algorithm.client_rate (Poisson, as its "
                                 "accountant assumes); remove [sampling] and set algorithm.client_rate")
         check_client_buffers(self.sgd, self.client_rate < 1, "algorithm.client_rate < 1")
-        if self.client_rate < 1 and cfg.run.checkpoint_every:
-            raise DistclipError("dp-fedavg with algorithm.client_rate < 1 samples clients, which does not write "
-                                "checkpoints yet; set run.checkpoint_every = 0")
         in_range("algorithm.quantile", self.quantile, 0, 1, closed="[]", note=" (the target unclipped fraction)")
         if not 0 <= self.clip_lr < math.inf:
             raise DistclipError(f"algorithm.clip_lr = {self.clip_lr} must be a finite number >= 0 (0: fixed clipping)")

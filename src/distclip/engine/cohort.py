@@ -18,6 +18,11 @@ sees holds the rows of the latest cohort (what the step changed), so its NaN/Inf
 A round without participants (Poisson) is skipped, except for rules that sample for their own accountant
 (``rules.own_sampling``): their server still releases its noisy model. Without participants at round 0, rules
 with local models start from the first round that has some.
+
+Checkpoints (:meth:`Sampled.snapshot`, :meth:`Sampled.restore`) hold the store of all N clients (gathered like
+any per-client field), the rounds the state's rows belong to, and the state's per-client fields gathered over
+the cohort that holds them, in cohort order; restored at any world size, each process takes its rows back, so
+a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch import Tensor
 
 from .. import schema
 from ..algorithms.base import Context, StepInfo, is_per_client, restart
+from ..errors import DistclipError
 from ..rng import cohort
 
 
@@ -77,13 +83,14 @@ class Sampled:
             state, info = self.rules.init(ctx)
             for name in self.kept:
                 value = getattr(state, name)
-                self.store[name] = None if value is None else value.to(self._home(value))
+                self.store[name] = None if value is None else value.to(self._home(value.device))
             return state, info
         n, r = ctx.transport.population, 0
         while not self.empty_rounds and len(self.ids(r, n)) == 0:
             r += 1
         cctx, _ = self.view(ctx, r)
         state, info = self.rules.init(cctx)
+        info = dataclasses.replace(info, participants=cctx.transport.n_clients)
         self.round = r
         for name in self.kept:
             value = getattr(state, name)
@@ -97,7 +104,7 @@ class Sampled:
         r = t // interval
         cctx, rows = self.view(ctx, r)
         if cctx.transport.n_clients == 0 and not self.empty_rounds:
-            return state, StepInfo()
+            return state, StepInfo(participants=0)
         changes = {}
         if r != self.kept_round:  # a new cohort: its memories come from the store
             changes = {name: self._gather(name, rows, ctx.x0.device) for name in self.kept}
@@ -113,18 +120,64 @@ class Sampled:
         if (t + 1) % interval == 0:  # the round ends: its memories go back to the store
             for name in self.kept:
                 self._scatter(name, rows, getattr(new, name), len(ctx.transport.clients))
-        return new, info
+        return new, dataclasses.replace(info, participants=cctx.transport.n_clients)
 
     def model(self, state: Any, ctx: Context) -> Tensor:
         """The rule's model; with local models, over the cohort that holds them (the participants' average)."""
         return self.rules.model(state, self.view(ctx, self.round)[0] if self.fresh else ctx)
 
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def _holder(self, name: str) -> int:
+        """The round whose cohort the state's per-client field ``name`` holds the rows of (-1: every client)."""
+        if name in self.fresh:
+            return self.round
+        return self.kept_round if self.kept_round >= 0 else self.round
+
+    def snapshot(self, state: Any, ctx: Context) -> tuple[dict[str, Tensor | None], dict[str, Any]]:
+        """(the state's fields, this wrapper's own state) gathered on the host, for a checkpoint. A collective."""
+        fields = {}
+        for f in dataclasses.fields(state):
+            value = getattr(state, f.name)
+            if value is not None and is_per_client(f):
+                h = self._holder(f.name)
+                value = (ctx.transport if h < 0 else self.view(ctx, h)[0].transport).gather_clients(value)
+            fields[f.name] = None if value is None else value.detach().cpu()
+        store = {name: None if v is None else ctx.transport.gather_clients(v.to(ctx.x0.device)).cpu()
+                 for name, v in self.store.items()}
+        return fields, {"round": self.round, "kept_round": self.kept_round, "store": store}
+
+    def restore(self, fields: dict[str, Tensor | None], own: dict[str, Any], ctx: Context) -> dict[str, Tensor | None]:
+        """Take back this wrapper's state from :meth:`snapshot`'s (written at any world size); return ``fields``
+        with each per-client field cut to the rows held here."""
+        tr, device = ctx.transport, ctx.x0.device
+        held = tr.clients.cpu()
+        self.round, self.kept_round = int(own["round"]), int(own["kept_round"])
+        self._views = {}
+        self.store = {}
+        for name, v in own["store"].items():
+            _fits(name, v, tr.population)
+            self.store[name] = None if v is None else v[held].to(self._home(device))
+        out = dict(fields)
+        for f in dataclasses.fields(self.rules.State):
+            value = fields.get(f.name)
+            if value is None or not is_per_client(f):
+                continue
+            h = self._holder(f.name)
+            if h < 0:
+                _fits(f.name, value, tr.population)
+                out[f.name] = value[held]
+            else:
+                ids = torch.from_numpy(self.ids(h, tr.population))
+                _fits(f.name, value, len(ids))
+                out[f.name] = value[torch.isin(ids, held)]
+        return out
+
     # -- the store of per-client fields ------------------------------------------------------------------------
-    def _home(self, like: Tensor) -> torch.device:
-        return torch.device("cpu") if self.sampling.state == "host" else like.device
+    def _home(self, device: torch.device) -> torch.device:
+        return torch.device("cpu") if self.sampling.state == "host" else device
 
     def _zeros(self, like: Tensor, n: int) -> Tensor:
-        return torch.zeros((n, *like.shape[1:]), dtype=like.dtype, device=self._home(like))
+        return torch.zeros((n, *like.shape[1:]), dtype=like.dtype, device=self._home(like.device))
 
     def _gather(self, name: str, rows: Tensor, device: torch.device) -> Tensor | None:
         full = self.store[name]
@@ -137,6 +190,11 @@ class Sampled:
             self.store[name] = self._zeros(value, n)
         full = self.store[name]
         full[rows.to(full.device)] = value.to(full.device)
+
+
+def _fits(name: str, value: Tensor | None, n: int) -> None:
+    if value is not None and len(value) != n:
+        raise DistclipError(f"the checkpoint's {name} has {len(value)} rows, not {n} (this run's clients)")
 
 
 def _rows_of(hp: Any, rows: Tensor) -> Any:

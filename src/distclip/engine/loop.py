@@ -45,6 +45,8 @@ class Progress:
     count_sum: int = 0  # clipped (client, step) pairs since the previous log
     steps_since_log: int = 0
     first_bad: int = -1  # first step at which this process held NaN/Inf
+    took_part: int = 0  # participating (client, step) pairs since the previous log (all processes)
+    took_part_now: int = 0  # clients that took part in the latest step (all processes)
 
 
 class Tally:
@@ -93,6 +95,10 @@ class Tally:
         self.v[1] = 0
 
 
+def _took_part(info: StepInfo, n: int) -> int:
+    return n if info.participants is None else info.participants
+
+
 def train(
     rules: ModuleType,
     ctx: Context,
@@ -139,7 +145,7 @@ def train(
     def record(state: Any, p: Progress) -> None:
         now, total = sync(p)
         x = rules.model(state, ctx)
-        n = tr.n_clients
+        n = max(p.took_part_now, 1)  # the clip fractions are over the clients that took part (§13)
         if evaluate:
             g = problem.grad(x)
             log({
@@ -148,11 +154,11 @@ def train(
                 "grad_norm_sq": float(g @ g),
                 **tr.counter.as_dict(),
                 "clip_frac": now / n,
-                "clip_frac_mean": total / (n * p.steps_since_log) if p.steps_since_log else now / n,
+                "clip_frac_mean": total / max(p.took_part, 1) if p.steps_since_log else now / n,
                 "wall_s": p.wall,
                 **problem.extra_metrics(x),
             })
-        p.count_sum, p.steps_since_log = 0, 0
+        p.count_sum, p.steps_since_log, p.took_part = 0, 0, 0
         tally.reset_count()
 
     if resume is None:
@@ -161,6 +167,7 @@ def train(
         start = time.perf_counter()
         state, info = rules.init(ctx)
         p.wall += time.perf_counter() - start
+        p.took_part_now = _took_part(info, tr.n_clients)
         tally.add(state, info, 0)
         record(state, p)
     else:
@@ -176,6 +183,8 @@ def train(
             p.wall += time.perf_counter() - start
             p.step = t + 1
             p.steps_since_log += 1
+            p.took_part_now = _took_part(info, tr.n_clients)
+            p.took_part += p.took_part_now
             tally.add(state, info, t + 1)
             if (t + 1) % log_every == 0 or t + 1 == steps:
                 record(state, p)
