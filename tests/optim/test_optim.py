@@ -180,11 +180,16 @@ def test_step_without_gradients():
         opt.step()
 
 
+def full_backward(m: nn.Module) -> None:
+    """One backward on client 0's whole data."""
+    x, y = harness.client_data(1)[0].tensors
+    nn.functional.cross_entropy(m(x), y).backward()
+
+
 def test_step_twice_on_one_gradient():
     m = harness.user_model()
     opt = harness.make_optimizer("celgc", m)
-    x, y = harness.client_data(1)[0].tensors
-    nn.functional.cross_entropy(m(x), y).backward()
+    full_backward(m)
     opt.step()
     with pytest.raises(DistclipError, match="without a new backward"):
         opt.step()
@@ -193,8 +198,7 @@ def test_step_twice_on_one_gradient():
 def test_parameters_changed_between_steps():
     m = harness.user_model()
     opt = harness.make_optimizer("clip21", m)
-    x, y = harness.client_data(1)[0].tensors
-    nn.functional.cross_entropy(m(x), y).backward()
+    full_backward(m)
     with torch.no_grad():
         m[0].weight.add_(1.0)
     with pytest.raises(DistclipError, match="parameters changed since the last step"):

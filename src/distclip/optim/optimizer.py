@@ -68,6 +68,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
         super().__init__(params, {"lr": keys.get("lr")})
         self.algorithm, self.decay_gamma = algorithm, decay_gamma
         self._params = [p for g in self.param_groups for p in g["params"]]
+        self._sizes = [p.numel() for p in self._params]
         self._check_params()
         x0 = torch.cat([p.detach().reshape(-1) for p in self._params]).clone()
         self.transport = _transport(x0.device, timeout_s)
@@ -229,7 +230,7 @@ class DistclipOptimizer(torch.optim.Optimizer):
 
     def _write(self, x: Tensor) -> None:
         with torch.no_grad():
-            for p, v in zip(self._params, x.split([p.numel() for p in self._params]), strict=True):
+            for p, v in zip(self._params, x.split(self._sizes), strict=True):
                 p.copy_(v.view_as(p))
         self._versions = [p._version for p in self._params]  # any other in-place change shows as a new version
 

@@ -135,9 +135,6 @@ class ReplayOracle:
         self.log.record("grad", (point, key), g)
         return g
 
-    def targets(self) -> Tensor:
-        raise DistclipError("this algorithm averages per-client target vectors; it is not an optimizer")
-
 
 class ReplayTransport:
     """The rule's transport: logged averages and broadcasts are returned again, new ones are performed once."""
